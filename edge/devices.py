@@ -1,0 +1,114 @@
+"""Glue between doors and device drivers: builds drivers from config, maps inputs to doors, relay commands to
+outputs, and device faults to alarms. The only place that knows both edge.model and drivers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from drivers.door_controller import DoorController, InputChange
+from drivers.reader import Reader
+from edge.clock import Clock
+from edge.door import DoorRunner
+from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
+from edge.model import Door, LockType
+
+log = logging.getLogger(__name__)
+
+
+class InputRole(StrEnum):
+    CONTACT = "contact"  # active = door open
+    EXIT = "exit"  # active = button pressed
+    TAMPER = "tamper"  # active = enclosure opened
+
+
+@dataclass(slots=True)
+class Devices:
+    controllers: dict[str, DoorController] = field(default_factory=dict)
+    readers: dict[str, Reader] = field(default_factory=dict)
+
+
+def relay_level(door: Door, unlock: bool) -> bool:
+    """Whether the output is energised. A fail-safe maglock holds while powered; a fail-secure strike opens
+    while powered."""
+    return unlock if door.lock_type is LockType.FAIL_SECURE else not unlock
+
+
+class DoorIO:
+    """Connects the door runners to their controllers: inputs in, relay commands out, faults as alarms."""
+
+    def __init__(
+        self,
+        runners: dict[str, DoorRunner],
+        controllers: dict[str, DoorController],
+        bus: EventBus,
+        clock: Clock,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self._runners = runners
+        self._controllers = controllers
+        self._bus = bus
+        self._clock = clock
+        self._spawn = spawn
+        self._inputs: dict[tuple[str, int], tuple[str, InputRole]] = {}
+        for runner in runners.values():
+            door = runner.door
+            for number, role in (
+                (door.contact_input, InputRole.CONTACT),
+                (door.rex_input, InputRole.EXIT),
+                (door.tamper_input, InputRole.TAMPER),
+            ):
+                if number is not None:
+                    self._inputs[(door.controller, number)] = (door.id, role)
+        for controller in controllers.values():
+            controller.bind(self._on_input, self._on_online)
+        self._unsubscribe = bus.subscribe(RelayCommand, self._on_relay)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _on_input(self, change: InputChange) -> None:
+        target = self._inputs.get((change.controller_id, change.input))
+        if target is None:
+            log.debug("input %s/%d is not wired to a door", change.controller_id, change.input)
+            return
+        door_id, role = target
+        runner = self._runners[door_id]
+        if role is InputRole.CONTACT:
+            runner.contact(change.active)
+        elif role is InputRole.EXIT:
+            if change.active:
+                runner.exit_request()
+        else:
+            runner.tamper(change.active)
+
+    def _on_online(self, controller_id: str, online: bool, detail: str) -> None:
+        self._bus.publish(
+            AlarmEvent(
+                at=self._clock.now(),
+                kind=AlarmKind.DEVICE_OFFLINE,
+                active=not online,
+                device_id=controller_id,
+                detail=detail,
+            )
+        )
+
+    def _on_relay(self, event: Event) -> None:
+        assert isinstance(event, RelayCommand)
+        door = self._runners[event.door_id].door
+        controller = self._controllers.get(door.controller)
+        if controller is None:
+            log.error("door %s: controller %s is not running", door.id, door.controller)
+            return
+        level = relay_level(door, event.unlock)
+        self._spawn(self._write(controller, door, level, event.seconds))
+
+    async def _write(self, controller: DoorController, door: Door, level: bool, pulse: float | None) -> None:
+        try:
+            await controller.set_output(door.output, level, pulse)
+        except Exception:
+            # The door keeps its previous state; the controller's own offline alarm tells the operator.
+            log.exception("door %s: writing output %d on %s failed", door.id, door.output, controller.id)

@@ -1,0 +1,195 @@
+"""The gateway runtime: one asyncio loop that owns the decision engine, the doors and the devices.
+
+    reader driver --CredentialRead--> Gateway.present() --decide (memory only)--> DecisionEvent on the bus
+        bus --> DoorRunner (grant -> RelayCommand) --> DoorIO --> controller.set_output()
+        bus --> EventLog writer thread (durable, hash-chained)        bus --> reader feedback
+
+Blocking work (SQLite writes, replacing the access list) runs in threads; the loop never waits on the disk
+between a credential and the relay command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from drivers.reader import CredentialRead
+from edge.clock import Clock, SystemClock
+from edge.config import GatewayConfig
+from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
+from edge.devices import DoorIO, Devices
+from edge.door import DoorRunner
+from edge.events import DecisionEvent, Event, EventBus, ModeEvent
+from edge.model import AccessList, DoorMode, Site
+from edge.store.access_store import load_access_list, save_access_list
+from edge.store.db import open_db
+from edge.store.event_log import EventLog, StoredEvent
+from edge.store.state import get_state, put_state
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "menwei.db"
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, devices: Devices, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.site: Site = config.to_site()
+        self.devices = devices
+        self.clock: Clock = clock or SystemClock()
+        self.bus = EventBus()
+        self.db_path: Path = config.gateway.data_dir / DB_NAME
+        self.engine: DecisionEngine | None = None
+        self.events: EventLog | None = None
+        self.runners: dict[str, DoorRunner] = {}
+        self._io: DoorIO | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: list[Any] = []
+        self.stored_failures = 0
+
+    # --- life cycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        acl, modes, lockdown, pass_uses = await asyncio.to_thread(self._load)
+        state = GatewayState(door_modes=modes, lockdown=lockdown, pass_uses=pass_uses)
+        self.engine = DecisionEngine(self.site, acl, state)
+        log.info("access list version %d loaded: %s", acl.version, acl.counts())
+        self.events = EventLog(self.db_path, synchronous=self.config.store.synchronous)
+        self._unsubscribe.append(self.bus.subscribe(Event, self._persist))
+        self._unsubscribe.append(self.bus.subscribe(DecisionEvent, self._feedback))
+        for door in self.site.doors.values():
+            self.runners[door.id] = DoorRunner(door, self.bus, self.clock)
+        self._io = DoorIO(self.runners, self.devices.controllers, self.bus, self.clock, self.spawn)
+        for reader in self.devices.readers.values():
+            reader.bind(self._on_read)
+        for controller in self.devices.controllers.values():
+            await controller.start()
+        for reader in self.devices.readers.values():
+            await reader.start()
+        for runner in self.runners.values():
+            runner.start()
+            # A door restored in a non-default mode (or a site still in lockdown) is driven to it now.
+            if state.door_modes.get(runner.door.id, runner.door.mode) is not runner.door.mode:
+                self.bus.publish(
+                    ModeEvent(at=self.clock.now(), mode=state.door_modes[runner.door.id], door_id=runner.door.id)
+                )
+        if lockdown:
+            self.bus.publish(ModeEvent(at=self.clock.now(), mode=DoorMode.LOCKDOWN, reason="restored"))
+        log.info("gateway %s started with %d doors", self.config.gateway.id, len(self.runners))
+
+    async def stop(self) -> None:
+        for reader in self.devices.readers.values():
+            await reader.stop()
+        for controller in self.devices.controllers.values():
+            await controller.stop()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        for runner in self.runners.values():
+            runner.close()
+        if self._io is not None:
+            self._io.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.events is not None:
+            await asyncio.to_thread(self.events.close)
+        log.info("gateway stopped")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a coroutine in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the hot path ----------------------------------------------------------------------------------------
+
+    def present(self, read: CredentialRead) -> Decision:
+        """Decide a credential read at a reader. Called on the loop; memory only."""
+        engine = self._engine()
+        request = AccessRequest(read.reader_id, read.kind, read.value, self.clock.now())
+        decision = engine.decide(request, self.clock.monotonic())
+        self.bus.publish(DecisionEvent(at=decision.at, decision=decision))
+        if decision.granted and decision.pass_id is not None:
+            uses = dict(engine.state.pass_uses)
+            self.spawn(asyncio.to_thread(self._save_state, "pass_uses", uses))
+        return decision
+
+    def _on_read(self, read: CredentialRead) -> None:
+        self.present(read)
+
+    # --- operator actions ------------------------------------------------------------------------------------
+
+    def set_mode(self, mode: DoorMode, door_id: str | None = None, *, by: str, reason: str = "") -> None:
+        """Change one door's mode, or with door_id None start (LOCKDOWN) or lift (any other mode) a site
+        lockdown. Persisted, so a restart comes back in the same mode."""
+        engine = self._engine()
+        if door_id is None:
+            engine.state.lockdown = mode is DoorMode.LOCKDOWN
+            self.spawn(asyncio.to_thread(self._save_state, "lockdown", engine.state.lockdown))
+        else:
+            if door_id not in self.site.doors:
+                raise KeyError(door_id)
+            engine.state.door_modes[door_id] = mode
+            self.spawn(asyncio.to_thread(self._save_state, "door_modes", dict(engine.state.door_modes)))
+        self.bus.publish(ModeEvent(at=self.clock.now(), mode=mode, door_id=door_id, by=by, reason=reason))
+
+    async def replace_access_list(self, acl: AccessList) -> None:
+        """Store a whole new access list atomically, then switch the engine to it."""
+        acl.validate()
+        await asyncio.to_thread(self._save_acl, acl)
+        self._engine().acl = acl
+        log.info("access list version %d in force: %s", acl.version, acl.counts())
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _engine(self) -> DecisionEngine:
+        if self.engine is None:
+            raise RuntimeError("gateway not started")
+        return self.engine
+
+    def _persist(self, event: Event) -> None:
+        if not event.persist or self.events is None:
+            return
+        future = self.events.append(event.to_record())
+        future.add_done_callback(self._stored)
+
+    def _stored(self, future: Future[StoredEvent]) -> None:
+        # Runs on the writer thread; only counts. The event log logs its own failures.
+        if future.exception() is not None:
+            self.stored_failures += 1
+
+    def _feedback(self, event: Event) -> None:
+        assert isinstance(event, DecisionEvent)
+        reader = self.devices.readers.get(event.decision.reader_id)
+        if reader is not None:
+            self.spawn(reader.feedback(event.decision.granted, event.decision.reason.value))
+
+    def _load(self) -> tuple[AccessList, dict[str, DoorMode], bool, dict[str, int]]:
+        db = open_db(self.db_path, synchronous=self.config.store.synchronous)
+        try:
+            acl = load_access_list(db)
+            saved_modes = get_state(db, "door_modes", {})
+            modes = {d.id: DoorMode(saved_modes.get(d.id, d.mode)) for d in self.site.doors.values()}
+            lockdown = bool(get_state(db, "lockdown", False))
+            pass_uses = {str(k): int(v) for k, v in get_state(db, "pass_uses", {}).items()}
+            return acl, modes, lockdown, pass_uses
+        finally:
+            db.close()
+
+    def _save_acl(self, acl: AccessList) -> None:
+        db = open_db(self.db_path, synchronous=self.config.store.synchronous)
+        try:
+            save_access_list(db, acl)
+        finally:
+            db.close()
+
+    def _save_state(self, key: str, value: Any) -> None:
+        db = open_db(self.db_path, synchronous=self.config.store.synchronous)
+        try:
+            put_state(db, key, value)
+        finally:
+            db.close()
