@@ -1,0 +1,580 @@
+"""The gateway's typed config: one TOML file, read and validated once at start-up.
+
+Why it is this strict: a gateway runs unattended for years and drives locks. A mistyped key must stop it at
+start-up with a message naming the file and the key, not fall back to a default and leave a door misbehaving.
+So every model forbids unknown keys, types are strict (the string "1" is not an output number), and
+cross-references (a reader's door, a door's controller, output and inputs, anti-passback areas) are checked
+before anything touches hardware. `load_config` reports every problem at once, one line each:
+
+    config/site.toml: doors[1].unlock_secnds: unknown key
+    config/site.toml: readers[2].door: unknown door 'gate-x'
+
+Secrets are never in this file; [secrets] only names the credentials to read (see edge.secrets).
+
+The file describes hardware; `GatewayConfig.to_site()` turns it into the domain's `edge.model.Site`.
+
+Extending it:
+- a section (mqtt, face, console, ...): subclass `Section`, add it to `GatewayConfig` with a default (or
+  `None` if the feature is optional), and put its cross-checks in `_cross_problems`;
+- a controller or reader kind (modbus-tcp, modbus-rtu, firmware-bridge, ...): subclass `ControllerBase`
+  or `ReaderBase` with its own `type: Literal["..."]` and add it to the `ControllerConfig` or `ReaderConfig`
+  union.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from edge.errors import ConfigError
+from edge.model import (
+    AntiPassbackMode,
+    AntiPassbackRule,
+    Direction,
+    Door,
+    DoorMode,
+    LockType,
+    Reader,
+    Site,
+)
+from edge.secrets import check_credential_name
+
+DEFAULT_DATA_DIR = Path("/var/lib/menwei")
+STATE_DIRECTORY = "STATE_DIRECTORY"  # set by systemd for StateDirectory=
+MASK = "**********"
+
+Loc = tuple[str | int, ...]
+
+# --- field types -------------------------------------------------------------------------------------------
+
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?")
+
+
+def _slug(value: str) -> str:
+    # Ids end up in event records, MQTT topics and URLs: keep them to a safe, case-free alphabet.
+    if not _SLUG.fullmatch(value):
+        raise PydanticCustomError(
+            "slug",
+            "{value} is not a valid id: use 1-64 lowercase letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    # Checked against the zone list rather than by opening the file: "Asia" (a directory) and "localtime"
+    # (the host's zone file, not a zone: schedules would follow whatever the box is set to) are not zones.
+    if value == "localtime" or value not in zoneinfo.available_timezones():
+        raise PydanticCustomError(
+            "timezone",
+            "unknown time zone {value}: use an IANA name such as 'Asia/Shanghai'",
+            {"value": repr(value)},
+        )
+    return value
+
+
+def _credential_name(value: str) -> str:
+    try:
+        return check_credential_name(value)
+    except ValueError as err:
+        raise PydanticCustomError("credential_name", str(err)) from None
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+CredentialName = Annotated[str, AfterValidator(_credential_name)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+# Terminal numbers as printed on the controller, counting from 1.
+InputNumber = Annotated[int, Field(ge=1, le=256)]
+# Strict mode would demand enum and Path instances; TOML gives strings, so these fields alone are lax
+# (an enum still accepts only its own values).
+LaxPath = Annotated[Path, Field(strict=False)]
+DirectionValue = Annotated[Direction, Field(strict=False)]
+DoorModeValue = Annotated[DoorMode, Field(strict=False)]
+LockTypeValue = Annotated[LockType, Field(strict=False)]
+AntiPassbackModeValue = Annotated[AntiPassbackMode, Field(strict=False)]
+
+
+class Section(BaseModel):
+    """Base of every config model: unknown keys are errors, types are strict, values are read-only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --- sections ----------------------------------------------------------------------------------------------
+
+
+class SiteSection(Section):
+    """[site]: the property this gateway serves."""
+
+    id: Slug = Field(description="Site id, a slug, e.g. 'lotus-garden'; the cloud knows the site by it.")
+    name: Text = Field(description="Human-readable site name, shown in the console and reports.")
+    timezone: TimeZoneName = Field(
+        description="IANA time zone of the site, e.g. 'Asia/Shanghai'; schedules and holidays use it."
+    )
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class GatewaySection(Section):
+    """[gateway]: this box."""
+
+    id: Slug = Field(description="Gateway id, a slug, unique within the site, e.g. 'gw-main-gate'.")
+    data_dir: LaxPath = Field(
+        default=DEFAULT_DATA_DIR,
+        description=(
+            "Directory for the database and other state. $STATE_DIRECTORY (set by systemd's StateDirectory=) "
+            "overrides it; a relative path is relative to the config file's directory."
+        ),
+    )
+
+
+class StoreSection(Section):
+    """[store]: the SQLite store."""
+
+    synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description=(
+            "SQLite synchronous mode. 'full': a committed event survives power loss. 'normal': faster, "
+            "but the last transactions may be lost on power loss."
+        ),
+    )
+
+
+class LoggingSection(Section):
+    """[logging]"""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Lowest level that is logged."
+    )
+    format: Literal["text", "json"] = Field(
+        default="text", description="'text' for people (journalctl), 'json' for log shippers."
+    )
+
+
+class SecretsSection(Section):
+    """[secrets]: which credentials to read, never their values (see edge.secrets)."""
+
+    pin_key: CredentialName = Field(
+        default="pin-key",
+        description=(
+            "Credential name of the site PIN key (32 bytes, raw or hex) under which PINs are hashed: "
+            "read from $CREDENTIALS_DIRECTORY/<name>, else $MENWEI_SECRET_<NAME>."
+        ),
+    )
+
+
+# --- hardware lists ----------------------------------------------------------------------------------------
+
+
+class ControllerBase(Section):
+    """What every controller kind has: door outputs (relays) and inputs (contacts, exit buttons, tamper)."""
+
+    id: Slug = Field(description="Controller id, a slug; doors refer to it.")
+    outputs: int = Field(ge=1, le=64, description="Number of relay outputs, numbered from 1.")
+    inputs: int = Field(ge=0, le=256, description="Number of digital inputs, numbered from 1.")
+
+
+class SimulatedController(ControllerBase):
+    """An in-process controller for tests and the demo: no hardware."""
+
+    type: Literal["simulated"] = Field(description="Controller kind.")
+
+
+# More kinds become `SimulatedController | ModbusTcpController | ...` here.
+ControllerConfig = Annotated[SimulatedController, Field(discriminator="type")]
+
+
+class ReaderBase(Section):
+    """What every reader kind has: the door it opens and which way it lets people through."""
+
+    id: Slug = Field(description="Reader id, a slug.")
+    door: Slug = Field(description="Id of the door this reader opens.")
+    direction: DirectionValue = Field(
+        default=Direction.IN, description="'in' or 'out': the way through the door this reader serves."
+    )
+    area: Slug | None = Field(
+        default=None,
+        description=(
+            "Anti-passback area this reader leads into ('in') or out of ('out'); needs an [[anti_passback]] "
+            "entry. Omit for no anti-passback."
+        ),
+    )
+
+
+class SimulatedReader(ReaderBase):
+    """A reader fed by tests and the demo."""
+
+    type: Literal["simulated"] = Field(description="Reader kind.")
+
+
+ReaderConfig = Annotated[SimulatedReader, Field(discriminator="type")]
+
+
+class DoorConfig(Section):
+    """[[doors]]: one lock, its relay output and its optional inputs on a controller."""
+
+    id: Slug = Field(description="Door id, a slug; readers and access rules refer to it.")
+    name: Text = Field(description="Human-readable door name.")
+    controller: Slug = Field(description="Id of the controller the lock is wired to.")
+    output: int = Field(ge=1, le=64, description="Relay output driving the lock, from 1.")
+    unlock_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds the lock stays released on a grant.",
+    )
+    held_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds the door may stand open before a door-held alarm.",
+    )
+    lock_type: LockTypeValue = Field(
+        default=LockType.FAIL_SECURE,
+        description=(
+            "'fail-secure' (strike: stays locked without power) or "
+            "'fail-safe' (maglock: opens without power)."
+        ),
+    )
+    mode: DoorModeValue = Field(
+        default=DoorMode.NORMAL,
+        description="Mode at start-up: 'normal', 'locked', 'unlocked' or 'lockdown'.",
+    )
+    contact_input: InputNumber | None = Field(
+        default=None, description="Input of the door contact (closed = door shut); omit if none."
+    )
+    rex_input: InputNumber | None = Field(
+        default=None, description="Input of the request-to-exit button; omit if none."
+    )
+    tamper_input: InputNumber | None = Field(
+        default=None, description="Input of the tamper switch; omit if none."
+    )
+
+
+class AntiPassbackConfig(Section):
+    """[[anti_passback]]: an area whose entries and exits must alternate."""
+
+    area: Slug = Field(description="Area name, as used by readers' `area`.")
+    mode: AntiPassbackModeValue = Field(
+        default=AntiPassbackMode.HARD,
+        description="'hard' denies an out-of-order pass; 'soft' grants it and flags the event.",
+    )
+    timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=7 * 86400,
+        allow_inf_nan=False,
+        description="Seconds after which the same direction is allowed again.",
+    )
+
+
+# --- the root ----------------------------------------------------------------------------------------------
+
+
+class CrossCheckError(ValueError):
+    """Problems between sections, each with the key it is about. `load_config` prints one line each."""
+
+    def __init__(self, problems: Sequence[tuple[Loc, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{_key_path(loc)}: {msg}" for loc, msg in self.problems))
+
+
+class GatewayConfig(Section):
+    """The whole config file. Build it with `load_config`, which also resolves `gateway.data_dir`."""
+
+    site: SiteSection = Field(description="The property this gateway serves.")
+    gateway: GatewaySection = Field(description="This gateway.")
+    store: StoreSection = Field(default_factory=StoreSection, description="The SQLite store.")
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="Logging.")
+    secrets: SecretsSection = Field(
+        default_factory=SecretsSection, description="Names of credentials to read; never their values."
+    )
+    controllers: list[ControllerConfig] = Field(default=[], description="Door controllers ([[controllers]]).")
+    doors: list[DoorConfig] = Field(default=[], description="Doors ([[doors]]); at least one.")
+    readers: list[ReaderConfig] = Field(default=[], description="Credential readers ([[readers]]).")
+    anti_passback: list[AntiPassbackConfig] = Field(
+        default=[], description="Anti-passback areas ([[anti_passback]])."
+    )
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Self:
+        problems = list(_cross_problems(self))
+        if problems:
+            raise CrossCheckError(problems)
+        return self
+
+    def to_site(self) -> Site:
+        """The domain topology: doors, readers and anti-passback rules keyed by id."""
+        return Site(
+            id=self.site.id,
+            timezone=self.site.timezone,
+            doors={
+                d.id: Door(
+                    id=d.id,
+                    name=d.name,
+                    controller=d.controller,
+                    output=d.output,
+                    unlock_seconds=d.unlock_seconds,
+                    held_seconds=d.held_seconds,
+                    lock_type=d.lock_type,
+                    mode=d.mode,
+                    contact_input=d.contact_input,
+                    rex_input=d.rex_input,
+                    tamper_input=d.tamper_input,
+                )
+                for d in self.doors
+            },
+            readers={
+                r.id: Reader(id=r.id, door_id=r.door, direction=r.direction, area=r.area)
+                for r in self.readers
+            },
+            anti_passback={
+                a.area: AntiPassbackRule(area=a.area, mode=a.mode, timeout_seconds=a.timeout_seconds)
+                for a in self.anti_passback
+            },
+        )
+
+
+def _cross_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
+    yield from _duplicates("controllers", "id", "controller", [c.id for c in cfg.controllers])
+    yield from _duplicates("doors", "id", "door", [d.id for d in cfg.doors])
+    yield from _duplicates("readers", "id", "reader", [r.id for r in cfg.readers])
+    yield from _duplicates("anti_passback", "area", "anti-passback area", [a.area for a in cfg.anti_passback])
+    if not cfg.doors:
+        yield ("doors",), "at least one [[doors]] entry is required"
+
+    controllers: dict[str, ControllerBase] = {}
+    for c in cfg.controllers:
+        controllers.setdefault(c.id, c)
+    outputs: dict[tuple[str, int], int] = {}  # (controller, output) -> index of the first door using it
+    inputs: dict[tuple[str, int], Loc] = {}
+    for i, door in enumerate(cfg.doors):
+        ctrl = controllers.get(door.controller)
+        if ctrl is None:
+            yield ("doors", i, "controller"), _unknown("controller", door.controller, controllers)
+            continue
+        if door.output > ctrl.outputs:
+            yield (
+                ("doors", i, "output"),
+                f"controller {ctrl.id!r} has outputs 1..{ctrl.outputs}, not {door.output}",
+            )
+        else:
+            first = outputs.setdefault((ctrl.id, door.output), i)
+            if first != i:
+                yield (
+                    ("doors", i, "output"),
+                    f"output {door.output} of controller {ctrl.id!r} is already used by doors[{first}]",
+                )
+        wired = (
+            ("contact_input", door.contact_input),
+            ("rex_input", door.rex_input),
+            ("tamper_input", door.tamper_input),
+        )
+        for key, number in wired:
+            if number is None:
+                continue
+            loc: Loc = ("doors", i, key)
+            if number > ctrl.inputs:
+                yield loc, f"controller {ctrl.id!r} has {_inputs_range(ctrl.inputs)}, not {number}"
+                continue
+            taken = inputs.setdefault((ctrl.id, number), loc)
+            if taken != loc:
+                yield loc, f"input {number} of controller {ctrl.id!r} is already used by {_key_path(taken)}"
+
+    door_ids = {d.id for d in cfg.doors}
+    areas = {a.area for a in cfg.anti_passback}
+    for i, reader in enumerate(cfg.readers):
+        if reader.door not in door_ids:
+            yield ("readers", i, "door"), _unknown("door", reader.door, door_ids)
+        if reader.area is not None and reader.area not in areas:
+            yield ("readers", i, "area"), f"no [[anti_passback]] entry for area {reader.area!r}"
+    used = {r.area for r in cfg.readers}
+    for i, rule in enumerate(cfg.anti_passback):
+        if rule.area not in used:
+            yield ("anti_passback", i, "area"), f"no reader has area {rule.area!r}"
+
+
+def _duplicates(section: str, key: str, what: str, ids: Sequence[str]) -> Iterator[tuple[Loc, str]]:
+    first: dict[str, int] = {}
+    for i, value in enumerate(ids):
+        j = first.setdefault(value, i)
+        if j != i:
+            yield (section, i, key), f"duplicate {what} {value!r} (first at {section}[{j}])"
+
+
+def _unknown(what: str, value: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {value!r}{hint}"
+
+
+def _inputs_range(count: int) -> str:
+    return f"inputs 1..{count}" if count else "no inputs"
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read, parse and validate the config file. Raises ConfigError listing every problem, one per line.
+
+    `gateway.data_dir` comes back absolute. Precedence: $STATE_DIRECTORY (its first entry if systemd gives
+    several, colon-separated), then `data_dir` from the file (relative to the file's directory), then the
+    default /var/lib/menwei.
+    """
+    data = _read_toml(path)
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("\n".join(f"{path}: {line}" for line in _problems(err, data))) from None
+    data_dir = _data_dir(config.gateway.data_dir, path)
+    return config.model_copy(update={"gateway": config.gateway.model_copy(update={"data_dir": data_dir})})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file: {err.strerror or type(err).__name__}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {_toml_error(str(err))}") from None
+
+
+_TOML_AT = re.compile(r"(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)", re.DOTALL)
+
+
+def _toml_error(message: str) -> str:
+    if m := _TOML_AT.fullmatch(message):
+        return f"line {m['line']}, column {m['col']}: invalid TOML: {m['msg']}"
+    return f"invalid TOML: {message.replace('(at end of document)', 'at end of file')}"
+
+
+def _data_dir(configured: Path, config_path: Path) -> Path:
+    state = os.environ.get(STATE_DIRECTORY, "").split(":", 1)[0]
+    if state:
+        return Path(state).absolute()
+    if configured.is_absolute():
+        return configured
+    return (config_path.parent / configured).resolve()
+
+
+def _problems(err: ValidationError, data: object) -> list[str]:
+    lines: list[str] = []
+    for detail in err.errors(include_url=False):
+        cross = detail.get("ctx", {}).get("error")
+        if isinstance(cross, CrossCheckError):
+            lines.extend(f"{_key_path(loc)}: {msg}" for loc, msg in cross.problems)
+            continue
+        key, msg = _describe(detail, data)
+        lines.append(f"{key}: {msg}" if key else msg)
+    return lines
+
+
+def _describe(detail: ErrorDetails, data: object) -> tuple[str, str]:
+    """Turn one pydantic error into (dotted key, message) in the file's own terms."""
+    loc = detail["loc"]
+    key = _key_path(loc, data)
+    ctx = detail.get("ctx", {})
+    match detail["type"]:
+        case "extra_forbidden":
+            return key, "unknown key"
+        case "missing":
+            return key, "missing required key"
+        case "union_tag_invalid":
+            return _join(key, "type"), f"unknown type {ctx['tag']!r}; expected one of: {ctx['expected_tags']}"
+        case "union_tag_not_found" if isinstance(detail["input"], Mapping):
+            return _join(key, "type"), "missing required key"
+        case "model_type" | "model_attributes_type" | "dict_type" | "union_tag_not_found":
+            return key, "should be a table"
+        case "path_type":
+            return key, "should be a path (a string)"
+        case "list_type" if len(loc) == 1:
+            return key, f"should be an array of tables, written [[{key}]]"
+    return key, detail["msg"].removeprefix("Value error, ")
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_path(loc: Loc, data: object = None) -> str:
+    """('doors', 1, 'unlock_secnds') -> 'doors[1].unlock_secnds'.
+
+    With the parsed file as `data`, drops the tag pydantic puts in the path of a tagged union member
+    (controllers[0].simulated.outputs is controllers[0].outputs in the file).
+    """
+    path = ""
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            path += f"[{item}]"
+            node = node[item] if isinstance(node, list) and 0 <= item < len(node) else None
+            continue
+        if isinstance(node, Mapping) and item not in node and node.get("type") == item:
+            continue
+        part = item if _BARE_KEY.fullmatch(item) else f'"{item}"'
+        path = _join(path, part)
+        node = node.get(item) if isinstance(node, Mapping) else None
+    return path
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --- logging the config ------------------------------------------------------------------------------------
+
+
+def redacted_dict(model: BaseModel) -> dict[str, Any]:
+    """The model as JSON-able data, safe to log: every SecretStr / SecretBytes / Secret value is masked.
+
+    It walks the fields itself rather than trusting serializers, so a custom serializer cannot reveal one.
+    """
+    return {name: _redact(getattr(model, name)) for name in type(model).model_fields}
+
+
+def _redact(value: object) -> Any:
+    if isinstance(value, SecretStr | SecretBytes | Secret):
+        return MASK
+    if isinstance(value, BaseModel):
+        return redacted_dict(value)
+    if isinstance(value, Enum):
+        return _redact(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
