@@ -256,6 +256,19 @@ class DecisionEngine:
             self._record(decision, mono)
         return decision
 
+    def prune(self, mono: float) -> int:
+        """Forget anti-passback positions older than their area's timeout (they no longer decide anything), so
+        the state stays bounded over months. Returns how many were dropped."""
+        rules = self.site.anti_passback
+        stale = [
+            key
+            for key, pos in self.state.positions.items()
+            if key[1] not in rules or mono - pos.mono >= rules[key[1]].timeout_seconds
+        ]
+        for key in stale:
+            del self.state.positions[key]
+        return len(stale)
+
     def _record(self, decision: Decision, mono: float) -> None:
         reader = self.site.readers[decision.reader_id]
         if decision.pass_id is not None:

@@ -12,6 +12,8 @@ from typing import Any
 from drivers.door_controller import DoorController, InputChange
 from drivers.reader import Reader
 from edge.clock import Clock
+from edge.config import GatewayConfig
+from edge.errors import DeviceError
 from edge.door import DoorRunner
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
 from edge.model import Door, LockType
@@ -54,6 +56,7 @@ class DoorIO:
         self._clock = clock
         self._spawn = spawn
         self._inputs: dict[tuple[str, int], tuple[str, InputRole]] = {}
+        self._online: dict[str, bool] = {}  # last reported state; a first "online" is not news
         for runner in runners.values():
             door = runner.door
             for number, role in (
@@ -86,6 +89,14 @@ class DoorIO:
             runner.tamper(change.active)
 
     def _on_online(self, controller_id: str, online: bool, detail: str) -> None:
+        previous = self._online.get(controller_id)
+        self._online[controller_id] = online
+        if previous == online or (previous is None and online):
+            return
+        if online:
+            log.info("controller %s recovered (%s)", controller_id, detail)
+        else:
+            log.error("controller %s offline: %s", controller_id, detail)
         self._bus.publish(
             AlarmEvent(
                 at=self._clock.now(),
@@ -109,6 +120,23 @@ class DoorIO:
     async def _write(self, controller: DoorController, door: Door, level: bool, pulse: float | None) -> None:
         try:
             await controller.set_output(door.output, level, pulse)
-        except Exception:
+        except DeviceError as err:
             # The door keeps its previous state; the controller's own offline alarm tells the operator.
-            log.exception("door %s: writing output %d on %s failed", door.id, door.output, controller.id)
+            log.error("door %s: writing output %d failed: %s", door.id, door.output, err)
+
+
+def build_devices(config: GatewayConfig) -> Devices:
+    """Create the drivers the config names. Hardware libraries are imported inside their drivers, so a gateway
+    without (say) BLE installs and runs without bleak."""
+    devices = Devices()
+    for c in config.controllers:
+        if c.type == "simulated":
+            from drivers.sim.door_controller import SimulatedDoorController
+
+            devices.controllers[c.id] = SimulatedDoorController(c.id, outputs=c.outputs, inputs=c.inputs)
+    for r in config.readers:
+        if r.type == "simulated":
+            from drivers.sim.reader import SimulatedReader
+
+            devices.readers[r.id] = SimulatedReader(r.id)
+    return devices

@@ -11,6 +11,7 @@ between a credential and the relay command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -49,6 +50,7 @@ class Gateway:
         self._io: DoorIO | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Any] = []
+        self._stopping = asyncio.Event()
         self.stored_failures = 0
 
     # --- life cycle ------------------------------------------------------------------------------------------
@@ -80,21 +82,28 @@ class Gateway:
                 )
         if lockdown:
             self.bus.publish(ModeEvent(at=self.clock.now(), mode=DoorMode.LOCKDOWN, reason="restored"))
+        self.spawn(self._housekeeping())
         log.info("gateway %s started with %d doors", self.config.gateway.id, len(self.runners))
 
     async def stop(self) -> None:
+        """Stop taking credentials, let in-flight relay writes and events finish, then release the devices.
+        Safe to call twice."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
         for reader in self.devices.readers.values():
             await reader.stop()
-        for controller in self.devices.controllers.values():
-            await controller.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+        self._unsubscribe.clear()
         for runner in self.runners.values():
             runner.close()
         if self._io is not None:
             self._io.close()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*tuple(self._tasks), return_exceptions=True)
+        for controller in self.devices.controllers.values():
+            await controller.stop()
         if self.events is not None:
             await asyncio.to_thread(self.events.close)
         log.info("gateway stopped")
@@ -143,6 +152,14 @@ class Gateway:
         await asyncio.to_thread(self._save_acl, acl)
         self._engine().acl = acl
         log.info("access list version %d in force: %s", acl.version, acl.counts())
+
+    async def _housekeeping(self, interval: float = 60.0) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            dropped = self._engine().prune(self.clock.monotonic())
+            if dropped:
+                log.debug("pruned %d stale anti-passback positions", dropped)
 
     # --- internals -------------------------------------------------------------------------------------------
 

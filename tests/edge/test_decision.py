@@ -91,8 +91,13 @@ def make_acl() -> AccessList:
     ]
     groups = [Group("residents"), Group("cleaners"), Group("staff")]
     return AccessList.build(
-        version=1, people=people, groups=groups, schedules=[weekdays_9_to_17], rules=rules,
-        credentials=creds, passes=passes,
+        version=1,
+        people=people,
+        groups=groups,
+        schedules=[weekdays_9_to_17],
+        rules=rules,
+        credentials=creds,
+        passes=passes,
     )
 
 
@@ -101,8 +106,14 @@ def engine() -> DecisionEngine:
     return DecisionEngine(make_site(), make_acl())
 
 
-def ask(engine: DecisionEngine, reader: str, value: str, kind: CredentialKind = CARD,
-        at: datetime = NOW, mono: float = 0.0) -> Reason:
+def ask(
+    engine: DecisionEngine,
+    reader: str,
+    value: str,
+    kind: CredentialKind = CARD,
+    at: datetime = NOW,
+    mono: float = 0.0,
+) -> Reason:
     return engine.decide(AccessRequest(reader, kind, value, at), mono).reason
 
 
@@ -186,7 +197,9 @@ def test_lockdown_denies_everyone_but_responders(engine: DecisionEngine) -> None
     assert ask(engine, "lobby-in", "1006") is Reason.GRANTED_RESPONDER
     assert ask(engine, "gate-in", "v1", CredentialKind.PASS) is Reason.LOCKDOWN
     assert ask(engine, "lobby-in", "9999") is Reason.UNKNOWN_CREDENTIAL
-    assert ask(engine, "lobby-in", "2001") is Reason.CREDENTIAL_REVOKED  # a revoked responder card stays revoked
+    assert (
+        ask(engine, "lobby-in", "2001") is Reason.CREDENTIAL_REVOKED
+    )  # a revoked responder card stays revoked
     engine.state.lockdown = False
     assert ask(engine, "lobby-in", "1001") is Reason.GRANTED
 
@@ -225,8 +238,9 @@ def test_evaluate_is_pure(engine: DecisionEngine) -> None:
 
     before = (dict(engine.state.positions), dict(engine.state.pass_uses))
     for _ in range(3):
-        d = evaluate(AccessRequest("gate-in", CARD, "1001", NOW), engine.site, engine.acl,
-                     engine.state, 0.0, engine.tz)
+        d = evaluate(
+            AccessRequest("gate-in", CARD, "1001", NOW), engine.site, engine.acl, engine.state, 0.0, engine.tz
+        )
         assert d.reason is Reason.GRANTED
     assert (dict(engine.state.positions), dict(engine.state.pass_uses)) == before
 
@@ -259,3 +273,12 @@ def test_state_defaults_from_site() -> None:
     state = GatewayState()
     assert state.mode_of("gate") is DoorMode.NORMAL
     assert DecisionEngine(site, make_acl()).state.door_modes == {d: DoorMode.NORMAL for d in site.doors}
+
+
+def test_prune_forgets_only_expired_positions(engine: DecisionEngine) -> None:
+    assert ask(engine, "gate-in", "1001", mono=0) is Reason.GRANTED
+    assert ask(engine, "gate-in", "1006", mono=200) is Reason.GRANTED
+    assert engine.prune(299) == 0
+    assert engine.prune(300) == 1
+    assert list(engine.state.positions) == [("person:p-guard", "compound")]
+    assert ask(engine, "gate-in", "1006", mono=301) is Reason.ANTI_PASSBACK  # still remembered

@@ -9,8 +9,19 @@ import pytest
 
 from edge.clock import ManualClock
 from edge.door import DoorMachine, DoorRunner
-from edge.events import AlarmEvent, AlarmKind, DoorState, DoorStateEvent, Event, EventBus, ModeEvent, RelayCommand
-from edge.model import Door, DoorMode
+from edge.decision import Decision, Reason
+from edge.events import (
+    AlarmEvent,
+    DecisionEvent,
+    AlarmKind,
+    DoorState,
+    DoorStateEvent,
+    Event,
+    EventBus,
+    ModeEvent,
+    RelayCommand,
+)
+from edge.model import CredentialKind, Door, DoorMode
 
 T = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DOOR = Door("d1", "Lobby", "c1", 1, unlock_seconds=5, held_seconds=30)
@@ -146,11 +157,12 @@ async def test_runner_relocks_by_itself_on_the_loop() -> None:
     door = Door("d1", "Lobby", "c1", 1, unlock_seconds=0.05, held_seconds=0.1)
     runner = DoorRunner(door, bus, clock)
     runner.start()
-    runner.machine.grant(clock.now(), clock.monotonic())
-    runner._arm()
+    grant = Decision(Reason.GRANTED, "r1", "d1", CredentialKind.CARD, "1001", T, person_id="p1")
+    bus.publish(DecisionEvent(at=T, decision=grant))
+    assert relays(seen) == [False, True]
     clock.advance(0.05)
     await asyncio.sleep(0.2)  # the loop's timer fires; the machine reads the manual clock
-    assert relays(seen) == [False, False]
+    assert relays(seen) == [False, True, False]
     assert runner.machine.state is DoorState.LOCKED
     runner.close()
 
@@ -160,12 +172,14 @@ async def test_runner_site_lockdown_returns_each_door_to_its_own_mode() -> None:
     bus = EventBus()
     runner = DoorRunner(Door("d1", "Lobby", "c1", 1), bus, clock)
     runner.start()
-    bus.publish(ModeEvent(at=T, mode=DoorMode.UNLOCKED, door_id="d1"))
-    assert runner.machine.mode is DoorMode.UNLOCKED
-    bus.publish(ModeEvent(at=T, mode=DoorMode.LOCKDOWN))
-    assert runner.machine.mode is DoorMode.LOCKDOWN and not runner.machine.relay_unlocked
-    bus.publish(ModeEvent(at=T, mode=DoorMode.NORMAL))  # lockdown lifted
-    assert runner.machine.mode is DoorMode.UNLOCKED and runner.machine.relay_unlocked
-    bus.publish(ModeEvent(at=T, mode=DoorMode.LOCKED, door_id="other"))
-    assert runner.machine.mode is DoorMode.UNLOCKED
+
+    def after(event: ModeEvent) -> tuple[DoorMode, bool]:
+        bus.publish(event)
+        return runner.machine.mode, runner.machine.relay_unlocked
+
+    assert after(ModeEvent(at=T, mode=DoorMode.UNLOCKED, door_id="d1")) == (DoorMode.UNLOCKED, True)
+    assert after(ModeEvent(at=T, mode=DoorMode.LOCKDOWN)) == (DoorMode.LOCKDOWN, False)
+    # Lifting the lockdown returns the door to its own mode, not to "normal".
+    assert after(ModeEvent(at=T, mode=DoorMode.NORMAL)) == (DoorMode.UNLOCKED, True)
+    assert after(ModeEvent(at=T, mode=DoorMode.LOCKED, door_id="other")) == (DoorMode.UNLOCKED, True)
     runner.close()

@@ -16,9 +16,7 @@ MON = date(2026, 1, 5)
 
 def week(**days: str) -> tuple[tuple[Interval, ...], ...]:
     names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-    return tuple(
-        tuple(Interval.parse(x) for x in days[n].split(",")) if n in days else () for n in names
-    )
+    return tuple(tuple(Interval.parse(x) for x in days[n].split(",")) if n in days else () for n in names)
 
 
 def at(day: int, hhmm: str) -> datetime:

@@ -1,0 +1,145 @@
+"""The `menwei` command.
+
+    menwei run --config FILE         run the gateway until SIGTERM/SIGINT
+    menwei demo [--for SECONDS]      the real gateway with simulated devices, through a scripted day
+    menwei validate-config FILE      check a config file; exit 2 with one line per problem
+    menwei audit verify --config F   check the event log's hash chain; names the first broken link
+    menwei version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from edge.errors import ConfigError
+
+log = logging.getLogger("menwei")
+
+EXIT_CONFIG = 2
+EXIT_AUDIT = 3
+
+
+def package_version() -> str:
+    try:
+        return version("menwei")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="menwei", description="Offline-first access-control gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("--config", type=Path, required=True, help="gateway TOML config")
+
+    demo = sub.add_parser("demo", help="run the gateway with simulated devices through a scripted day")
+    demo.add_argument("--for", dest="seconds", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument("--config", type=Path, default=None, help="config (default: config/demo.toml)")
+    demo.add_argument("--data-dir", type=Path, default=None, help="keep the demo's database here")
+
+    check = sub.add_parser("validate-config", help="validate a config file and exit")
+    check.add_argument("file", type=Path)
+
+    audit = sub.add_parser("audit", help="event log audit")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="verify the event log's hash chain")
+    src = verify.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="gateway config (uses its data_dir)")
+    src.add_argument("--db", type=Path, help="path to menwei.db")
+
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from edge.logs import setup_logging
+
+    try:
+        if args.command == "version":
+            print(f"menwei {package_version()}")
+            return 0
+        if args.command == "validate-config":
+            return _validate(args.file)
+        if args.command == "demo":
+            setup_logging("warning")
+            from edge.demo import demo_main
+
+            return demo_main(args.config, args.seconds, args.data_dir)
+        if args.command == "audit":
+            return _audit(args.config, args.db)
+        if args.command == "run":
+            return _run(args.config)
+    except ConfigError as err:
+        print(f"menwei: config error:\n{err}", file=sys.stderr)
+        return EXIT_CONFIG
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _validate(path: Path) -> int:
+    from edge.config import load_config
+
+    config = load_config(path)
+    print(
+        f"{path}: ok (site {config.site.id}, gateway {config.gateway.id}, {len(config.doors)} doors, "
+        f"{len(config.readers)} readers, {len(config.controllers)} controllers)"
+    )
+    return 0
+
+
+def _audit(config_path: Path | None, db: Path | None) -> int:
+    from edge.gateway import DB_NAME
+    from edge.store.audit import verify_chain
+
+    if db is None:
+        from edge.config import load_config
+
+        assert config_path is not None
+        db = load_config(config_path).gateway.data_dir / DB_NAME
+    if not db.exists():
+        print(f"menwei: no database at {db}", file=sys.stderr)
+        return EXIT_AUDIT
+    report = verify_chain(db)
+    if report.ok:
+        print(f"{db}: hash chain ok, {report.checked} events verified")
+        return 0
+    print(f"{db}: hash chain BROKEN at event seq {report.first_broken_seq}: {report.detail}")
+    return EXIT_AUDIT
+
+
+def _run(config_path: Path) -> int:
+    from edge.config import load_config
+    from edge.devices import build_devices
+    from edge.gateway import Gateway
+    from edge.logs import setup_logging
+
+    config = load_config(config_path)
+    setup_logging(config.logging.level, config.logging.format)
+
+    async def serve() -> None:
+        gateway = Gateway(config, build_devices(config))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await gateway.start()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""`menwei demo`: the real gateway on this machine with simulated devices, through a short scripted day at
+the gate. Every line it prints comes from an event on the gateway's bus, the same events the event log stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from drivers.sim.door_controller import SimulatedDoorController
+from drivers.sim.reader import SimulatedReader
+from edge.config import GatewayConfig, load_config
+from edge.demo_data import GUARD_CARD, LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
+from edge.devices import build_devices
+from edge.events import (
+    AlarmEvent,
+    DecisionEvent,
+    DoorStateEvent,
+    Event,
+    ExitRequestEvent,
+    ModeEvent,
+)
+from edge.gateway import Gateway
+from edge.model import CredentialKind, Direction, DoorMode
+from edge.store.audit import verify_chain
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+
+
+@dataclass(slots=True)
+class Printer:
+    """Turns bus events into one line each for a person watching the demo."""
+
+    gateway: Gateway
+    out: TextIO
+    started: float
+
+    def __call__(self, event: Event) -> None:
+        line = self.describe(event)
+        if line:
+            stamp = f"{time.monotonic() - self.started:6.1f}s"
+            print(f"  {stamp}  {line}", file=self.out, flush=True)
+
+    def door_name(self, door_id: str | None) -> str:
+        door = self.gateway.site.doors.get(door_id or "")
+        return door.name if door else (door_id or "site")
+
+    def describe(self, event: Event) -> str:
+        if isinstance(event, DecisionEvent):
+            d = event.decision
+            who = ""
+            if d.person_id and self.gateway.engine:
+                person = self.gateway.engine.acl.people.get(d.person_id)
+                if person:
+                    unit = f" ({person.building}-{person.unit})" if person.unit else ""
+                    who = f" {person.name}{unit}"
+            if d.pass_id and self.gateway.engine:
+                vp = self.gateway.engine.acl.passes.get(d.pass_id)
+                who = f" ({vp.label}, host {vp.host_unit})" if vp else ""
+            verdict = "GRANTED" if d.granted else "DENIED "
+            return f"{verdict} {self.door_name(d.door_id)} [{d.reader_id}] {d.kind} {d.credential}{who}: {d.reason}"
+        if isinstance(event, AlarmEvent):
+            what = "ALARM  " if event.active else "cleared"
+            return f"{what} {event.kind} at {self.door_name(event.door_id) if event.door_id else event.device_id}"
+        if isinstance(event, DoorStateEvent):
+            return f"door    {self.door_name(event.door_id)}: {event.previous} -> {event.state}"
+        if isinstance(event, ModeEvent):
+            return f"mode    {self.door_name(event.door_id)} -> {event.mode} by {event.by} ({event.reason})"
+        if isinstance(event, ExitRequestEvent):
+            return f"exit    request-to-exit button at {self.door_name(event.door_id)}"
+        return ""
+
+
+class DemoDay:
+    """The scripted day. Devices are the shipped simulators; everything else is the real gateway."""
+
+    def __init__(self, gateway: Gateway, say: Callable[[str], None], pace: float) -> None:
+        self.gw = gateway
+        self.say = say
+        self.pace = pace
+        site = gateway.site
+        self.gate_in = self._reader(lambda r: r.direction is Direction.IN and r.area is not None)
+        self.gate_out = self._reader(lambda r: r.direction is Direction.OUT and r.area is not None)
+        self.gate = site.readers[self.gate_in].door_id
+        others = [d for d in site.doors if d != self.gate]
+        self.side, self.lobby = others[0], others[-1]
+        self.side_in = next(r.id for r in site.readers.values() if r.door_id == self.side)
+        self.lobby_in = next(r.id for r in site.readers.values() if r.door_id == self.lobby)
+
+    def _reader(self, pred: Callable[..., bool]) -> str:
+        return next(r.id for r in self.gw.site.readers.values() if pred(r))
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds * self.pace)
+
+    def card(self, reader_id: str, number: str, kind: CredentialKind = CredentialKind.CARD) -> None:
+        reader = self.gw.devices.readers[reader_id]
+        assert isinstance(reader, SimulatedReader)
+        reader.present(kind, number)
+
+    def contact(self, door_id: str, is_open: bool) -> None:
+        self._input(door_id, "contact_input", is_open)
+
+    def _input(self, door_id: str, attr: str, active: bool) -> None:
+        door = self.gw.site.doors[door_id]
+        number = getattr(door, attr)
+        controller = self.gw.devices.controllers[door.controller]
+        assert isinstance(controller, SimulatedDoorController) and number is not None
+        controller.set_input(number, active)
+
+    async def walk_through(self, door_id: str, seconds: float = 1.0) -> None:
+        await self.wait(0.3)
+        self.contact(door_id, True)
+        await self.wait(seconds)
+        self.contact(door_id, False)
+
+    async def run_once(self, round_no: int) -> None:
+        gw = self.gw
+        acl = demo_access_list(round_no, gw.clock.now(), self.side, list(gw.site.doors))
+        self.say(f"Round {round_no}: the property pushes access list version {acl.version}")
+        await gw.replace_access_list(acl)
+
+        self.say("Zhang Wei taps his card at the main gate and walks in")
+        self.card(self.gate_in, ZHANG_CARD)
+        await self.walk_through(self.gate)
+        await self.wait(1)
+
+        self.say("An unknown card is tried at the main gate")
+        self.card(self.gate_in, UNKNOWN_CARD)
+        await self.wait(1)
+
+        self.say("Zhang Wei's card is passed back through the fence to a friend (anti-passback)")
+        self.card(self.gate_in, ZHANG_CARD)
+        await self.wait(1)
+
+        self.say(f"A courier shows visitor pass V-{round_no} at the side door, then tries it again")
+        self.card(self.side_in, f"V-{round_no}", CredentialKind.PASS)
+        await self.walk_through(self.side)
+        self.card(self.side_in, f"V-{round_no}", CredentialKind.PASS)
+        await self.wait(1)
+
+        held = gw.site.doors[self.lobby].held_seconds
+        self.say(f"Li Na opens the lobby door and props it open (held time {held:g}s)")
+        self.card(self.lobby_in, LI_CARD)
+        await self.wait(0.3)
+        self.contact(self.lobby, True)
+        await asyncio.sleep(held + 0.5)
+        self.contact(self.lobby, False)
+        await self.wait(1)
+
+        self.say("Someone forces the side door open")
+        self.contact(self.side, True)
+        await self.wait(1)
+        self.contact(self.side, False)
+        await self.wait(1)
+
+        self.say("The guard starts a lockdown")
+        gw.set_mode(DoorMode.LOCKDOWN, by="guard:wang", reason="suspicious person at the gate")
+        await self.wait(0.5)
+        self.card(self.lobby_in, LI_CARD)
+        await self.wait(0.5)
+        self.card(self.lobby_in, GUARD_CARD)
+        await self.walk_through(self.lobby)
+        self.say("Exit buttons still release doors during a lockdown")
+        self._input(self.lobby, "rex_input", True)
+        self._input(self.lobby, "rex_input", False)
+        await self.wait(1)
+        gw.set_mode(DoorMode.NORMAL, by="guard:wang", reason="all clear")
+        await self.wait(0.5)
+
+        self.say("Zhang Wei leaves through the main gate")
+        self.card(self.gate_out, ZHANG_CARD)
+        await self.walk_through(self.gate)
+        await self.wait(1.5)
+
+
+async def run_demo(
+    config: GatewayConfig, *, seconds: float | None, out: TextIO = sys.stdout, pace: float = 1.0
+) -> int:
+    gateway = Gateway(config, build_devices(config))
+    started = time.monotonic()
+    gateway.bus.subscribe(Event, Printer(gateway, out, started))
+
+    def say(text: str) -> None:
+        print(f"\n* {text}", file=out, flush=True)
+
+    await gateway.start()
+    say(f"menwei gateway '{config.gateway.id}' at site '{config.site.id}' is running; data in "
+        f"{config.gateway.data_dir}")
+    day = DemoDay(gateway, say, pace)
+    deadline = None if seconds is None else started + seconds
+    round_no = 1
+    try:
+        while True:
+            round_task = asyncio.ensure_future(day.run_once(round_no))
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait({round_task}, timeout=remaining)
+            if not done:
+                round_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await round_task
+                break
+            round_task.result()
+            round_no += 1
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    finally:
+        await gateway.stop()
+    report = verify_chain(gateway.db_path)
+    say(f"Stopped. Event log: {report.checked} events, hash chain {'verified' if report.ok else 'BROKEN'}"
+        f"{'' if report.ok else ': ' + report.detail}")
+    return 0 if report.ok else 1
+
+
+def demo_main(config_path: Path | None, seconds: float | None, data_dir: Path | None) -> int:
+    config = load_config(config_path or DEFAULT_CONFIG)
+    with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp:
+        target = data_dir or Path(tmp)
+        config = config.model_copy(
+            update={"gateway": config.gateway.model_copy(update={"data_dir": target})}
+        )
+        try:
+            return asyncio.run(run_demo(config, seconds=seconds))
+        except KeyboardInterrupt:
+            return 0
