@@ -187,6 +187,59 @@ class SecretsSection(Section):
     )
 
 
+class MqttSection(Section):
+    """[mqtt]: the link to the property's cloud (docs/contract.md). Absent: the gateway runs offline only."""
+
+    host: Text = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
+    client_id: Text | None = Field(
+        default=None,
+        description="MQTT client id; default 'menwei-<site>-<gateway>'. Must be unique per broker.",
+    )
+    username: Text | None = Field(default=None, description="Username, if the broker wants one.")
+    password_credential: CredentialName | None = Field(
+        default=None, description="Credential name holding the password (never the password itself)."
+    )
+    tls_ca_file: LaxPath | None = Field(
+        default=None, description="CA certificate (PEM) that signed the broker's certificate; enables TLS."
+    )
+    tls_cert_file: LaxPath | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS; needs tls_key_credential."
+    )
+    tls_key_credential: CredentialName | None = Field(
+        default=None,
+        description="Credential name of the client's private key (PEM), read from $CREDENTIALS_DIRECTORY.",
+    )
+    keepalive_seconds: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive.")
+    session_expiry_seconds: int = Field(
+        default=604_800,
+        ge=0,
+        description="How long the broker keeps our session and queued messages offline.",
+    )
+    topic_prefix: Text = Field(
+        default="menwei/v1", description="Topic tree prefix; carries the contract version."
+    )
+    upload_batch: int = Field(default=500, ge=1, le=5000, description="Events per upload message.")
+    upload_window: int = Field(
+        default=4, ge=1, le=64, description="Upload messages in flight (unacknowledged) at once."
+    )
+    heartbeat_seconds: float = Field(default=30.0, ge=1, description="Telemetry interval.")
+    outbox_max_events: int = Field(
+        default=2_000_000,
+        ge=1000,
+        description=(
+            "Disk cap of the event log. Past it, events already sent are pruned first; unsent events are "
+            "dropped, oldest first and with an alarm, only when nothing else is left."
+        ),
+    )
+    max_payload_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Larger incoming messages are refused unread."
+    )
+    clock_skew_seconds: float = Field(
+        default=30.0, ge=0, description="Allowance between the cloud's clock and ours when checking commands."
+    )
+
+
 # --- hardware lists ----------------------------------------------------------------------------------------
 
 
@@ -315,6 +368,7 @@ class GatewayConfig(Section):
     secrets: SecretsSection = Field(
         default_factory=SecretsSection, description="Names of credentials to read; never their values."
     )
+    mqtt: MqttSection | None = Field(default=None, description="Cloud link; absent means offline only.")
     controllers: list[ControllerConfig] = Field(default=[], description="Door controllers ([[controllers]]).")
     doors: list[DoorConfig] = Field(default=[], description="Doors ([[doors]]); at least one.")
     readers: list[ReaderConfig] = Field(default=[], description="Credential readers ([[readers]]).")

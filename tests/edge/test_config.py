@@ -20,6 +20,7 @@ from edge.config import (
     GatewayConfig,
     GatewaySection,
     LoggingSection,
+    MqttSection,
     SecretsSection,
     Section,
     SimulatedController,
@@ -168,6 +169,7 @@ def test_config_models_are_all_found() -> None:
         StoreSection,
         LoggingSection,
         SecretsSection,
+        MqttSection,
         SimulatedController,
         DoorConfig,
         SimulatedReader,
@@ -258,7 +260,17 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 
 
 def test_unknown_section(tmp_path: Path) -> None:
-    assert problems(tmp_path, BASE + "\n[mqtt]\nhost = 'localhost'\n") == ["mqtt: unknown key"]
+    assert problems(tmp_path, BASE + "\n[cloud]\nhost = 'localhost'\n") == ["cloud: unknown key"]
+
+
+def test_mqtt_section_is_optional_and_checked(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).mqtt is None
+    mqtt = load_config(write(tmp_path, BASE + "\n[mqtt]\nhost = 'broker.local'\nport = 8883\n")).mqtt
+    assert mqtt is not None and (mqtt.host, mqtt.port, mqtt.upload_batch) == ("broker.local", 8883, 500)
+    assert problems(tmp_path, BASE + "\n[mqtt]\nport = 0\n") == [
+        "mqtt.port: Input should be greater than or equal to 1"
+    ]
+    assert problems(tmp_path, BASE + "\n[mqtt]\npassword = 'hunter2'\n") == ["mqtt.password: unknown key"]
 
 
 def test_unknown_nested_key_names_the_list_index(tmp_path: Path) -> None:

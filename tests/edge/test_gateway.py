@@ -68,10 +68,10 @@ def stored(gw: Gateway) -> list[dict[str, object]]:
 
 async def test_card_opens_fail_secure_door_and_is_logged(gateway: Gateway) -> None:
     ctl = controller(gateway)
-    assert ctl.outputs[1] is False  # fail-secure strike: de-energised = locked
+    assert ctl.outputs[1:2] == [False]  # fail-secure strike: de-energised = locked
     reader(gateway, "main-gate-in").present(CredentialKind.CARD, ZHANG_CARD)
     await settle()
-    assert ctl.outputs[1] is True
+    assert ctl.outputs[1:2] == [True]
     assert ctl.writes[-1].pulse_seconds == 5  # the unlock time travels with the command
     assert reader(gateway, "main-gate-in").feedback_log[-1].granted
     decisions = [e for e in stored(gateway) if e["type"] == "decision"]
