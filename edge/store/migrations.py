@@ -1,0 +1,160 @@
+"""Schema migrations: a numbered list of small steps, tracked in `PRAGMA user_version`.
+
+Why this shape: the gateway is upgraded in the field, sometimes by swapping the SD card into a box with an
+older or newer image. Each step runs in its own IMMEDIATE transaction together with the user_version bump,
+so a power cut leaves the database at a whole version, never between two; the version is re-read inside the
+transaction, so two processes opening the same file at once (the event log writer and the main loop) apply
+each step once.
+
+A database whose user_version is higher than the last step here was written by newer code; it is refused
+with MigrationError instead of being used with a schema this code does not know.
+
+To add a feature: append a Migration with the next number. Never edit a step that has shipped. A step that
+rebuilds a table (the 12-step ALTER dance) must turn foreign keys off itself before the transaction, which
+this runner does not do for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from edge.errors import MigrationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "access list",
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE groups (id TEXT PRIMARY KEY, name TEXT NOT NULL)",
+            # weekly: JSON list of 7 lists of 'HH:MM-HH:MM'; holidays: JSON list of 'HH:MM-HH:MM'.
+            "CREATE TABLE schedules (id TEXT PRIMARY KEY, name TEXT NOT NULL, weekly TEXT NOT NULL,"
+            " holidays TEXT NOT NULL)",
+            "CREATE TABLE rules (id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES groups(id),"
+            " door_ids TEXT NOT NULL, schedule_id TEXT REFERENCES schedules(id))",
+            "CREATE INDEX rules_group ON rules(group_id)",
+            "CREATE INDEX rules_schedule ON rules(schedule_id)",
+            "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, building TEXT,"
+            " unit TEXT, status TEXT NOT NULL, valid_from TEXT, valid_until TEXT,"
+            " face_consent INTEGER NOT NULL, responder INTEGER NOT NULL)",
+            # position keeps the order of Person.group_ids.
+            "CREATE TABLE person_groups (person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,"
+            " position INTEGER NOT NULL, group_id TEXT NOT NULL REFERENCES groups(id),"
+            " PRIMARY KEY (person_id, position)) WITHOUT ROWID",
+            "CREATE INDEX person_groups_group ON person_groups(group_id)",
+            "CREATE TABLE credentials (kind TEXT NOT NULL, value TEXT NOT NULL,"
+            " person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE, status TEXT NOT NULL,"
+            " valid_from TEXT, valid_until TEXT, format TEXT, PRIMARY KEY (kind, value)) WITHOUT ROWID",
+            "CREATE INDEX credentials_person ON credentials(person_id)",
+            # host_person_id is deliberately not a foreign key: a pass outlives its host's record.
+            "CREATE TABLE passes (id TEXT PRIMARY KEY, door_ids TEXT NOT NULL, valid_from TEXT NOT NULL,"
+            " valid_until TEXT NOT NULL, max_uses INTEGER, host_person_id TEXT, host_unit TEXT,"
+            " label TEXT NOT NULL, status TEXT NOT NULL)",
+            "CREATE TABLE holidays (day TEXT PRIMARY KEY) WITHOUT ROWID",
+        ),
+    ),
+    Migration(
+        2,
+        "key/value state",
+        ("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)",),
+    ),
+    Migration(
+        3,
+        "event log",
+        (
+            # AUTOINCREMENT: sqlite_sequence keeps the highest seq ever used; pruning never frees a number.
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+            " at TEXT NOT NULL, type TEXT NOT NULL, door TEXT, payload TEXT NOT NULL,"
+            " prev_hash TEXT NOT NULL, hash TEXT NOT NULL, sync_state INTEGER NOT NULL DEFAULT 0,"
+            " synced_at TEXT)",
+            "CREATE INDEX events_pending ON events(seq) WHERE sync_state = 0",
+            "CREATE INDEX events_door ON events(door, seq) WHERE door IS NOT NULL",
+            # One row per prune; the row with the highest through_seq is the chain anchor.
+            "CREATE TABLE event_prunes (through_seq INTEGER PRIMARY KEY, hash TEXT NOT NULL,"
+            " pruned_at TEXT NOT NULL, count INTEGER NOT NULL)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    version: int = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(
+    db: sqlite_utils.Database, *, target: int | None = None, steps: Sequence[Migration] = MIGRATIONS
+) -> int:
+    """Bring the schema to `target` (default: the latest); return the version reached.
+
+    Raises MigrationError if the database is newer than `steps` know, or a step fails (that step is rolled
+    back; the steps before it stay applied).
+    """
+    _check_numbering(steps)
+    latest = steps[-1].version if steps else 0
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise MigrationError(f"cannot migrate to version {goal}: known versions are 0..{latest}")
+    current = schema_version(db)
+    if current > latest:
+        raise MigrationError(
+            f"database schema version {current} is newer than this menwei understands (latest {latest}); "
+            "it was written by a newer release - upgrade menwei, do not downgrade the database"
+        )
+    conn = db.conn
+    if conn.in_transaction:
+        raise MigrationError("migrate() must not be called inside a transaction")
+    for step in steps:
+        if step.version > goal:
+            break
+        if step.version <= current:
+            continue
+        try:
+            applied = _apply(db, step)
+        except sqlite3.Error as err:
+            raise MigrationError(f"migration {step.version} ({step.name}) failed: {err}") from err
+        if applied:
+            log.info("database migrated to schema version %d (%s)", step.version, step.name)
+    return schema_version(db)
+
+
+def _apply(db: sqlite_utils.Database, step: Migration) -> bool:
+    """Run one step and its user_version bump in one transaction; False if it was already applied."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if schema_version(db) >= step.version:  # another process got here first
+            conn.execute("ROLLBACK")
+            return False
+        for sql in step.statements:
+            conn.execute(sql)
+        conn.execute(f"PRAGMA user_version = {step.version:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
+
+
+def _check_numbering(steps: Sequence[Migration]) -> None:
+    for expected, step in enumerate(steps, start=1):
+        if step.version != expected:
+            raise MigrationError(f"migration {step.name!r} is numbered {step.version}, expected {expected}")
