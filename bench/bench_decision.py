@@ -48,7 +48,9 @@ def big_access_list(people: int, doors: list[str], now: datetime) -> AccessList:
     rng = random.Random(7)
     groups = [Group(f"g{i}") for i in range(50)]
     office = Schedule("office", weekly=((Interval.parse("00:00-24:00"),),) * 7)
-    rules = [AccessRule(f"r{i}", g.id, tuple(doors), "office" if i % 2 else None) for i, g in enumerate(groups)]
+    rules = [
+        AccessRule(f"r{i}", g.id, tuple(doors), "office" if i % 2 else None) for i, g in enumerate(groups)
+    ]
     persons = [
         Person(f"p{i}", f"Person {i}", building=str(i % 40), unit=str(i % 3000), group_ids=(f"g{i % 50}",))
         for i in range(people)
@@ -58,12 +60,24 @@ def big_access_list(people: int, doors: list[str], now: datetime) -> AccessList:
         for i in range(2 * people)
     ]
     passes = [
-        VisitorPass(f"V{i}", (doors[rng.randrange(len(doors))],), now - timedelta(hours=1),
-                    now + timedelta(hours=1), max_uses=1_000_000)
+        VisitorPass(
+            f"V{i}",
+            (doors[rng.randrange(len(doors))],),
+            now - timedelta(hours=1),
+            now + timedelta(hours=1),
+            max_uses=1_000_000,
+        )
         for i in range(people)
     ]
-    return AccessList.build(version=1, people=persons, groups=groups, schedules=[office], rules=rules,
-                            credentials=creds, passes=passes)
+    return AccessList.build(
+        version=1,
+        people=persons,
+        groups=groups,
+        schedules=[office],
+        rules=rules,
+        credentials=creds,
+        passes=passes,
+    )
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -93,7 +107,9 @@ def bench_decide(engine: DecisionEngine, reader: str, values: list[str]) -> list
 async def bench_full_path(people: int, reads: int) -> None:
     config = load_config(ROOT / "config" / "demo.toml")
     with tempfile.TemporaryDirectory() as tmp:
-        config = config.model_copy(update={"gateway": config.gateway.model_copy(update={"data_dir": Path(tmp)})})
+        config = config.model_copy(
+            update={"gateway": config.gateway.model_copy(update={"data_dir": Path(tmp)})}
+        )
         gw = Gateway(config, build_devices(config))
         await gw.start()
         doors = list(gw.site.doors)
@@ -103,7 +119,9 @@ async def bench_full_path(people: int, reads: int) -> None:
         t0 = time.perf_counter()
         await gw.replace_access_list(acl)
         t_store = time.perf_counter() - t0
-        print(f"build {people:,} people / {2 * people:,} cards / {people:,} passes in memory: {t_build:6.2f} s")
+        print(
+            f"build {people:,} people / {2 * people:,} cards / {people:,} passes in memory: {t_build:6.2f} s"
+        )
         print(f"store it atomically in SQLite (replace_access_list):       {t_store:6.2f} s")
         t0 = time.perf_counter()
         await asyncio.to_thread(gw._load)
@@ -130,13 +148,14 @@ async def bench_full_path(people: int, reads: int) -> None:
 
         reader = gw.devices.readers[reader_id]
         controller = gw.devices.controllers[door.controller]
-        assert isinstance(reader, SimulatedReader) and isinstance(controller, SimulatedDoorController)
+        assert isinstance(reader, SimulatedReader)
+        assert isinstance(controller, SimulatedDoorController)
         path: list[float] = []
         for v in valid[: reads // 4]:
             before = len(controller.writes)
             t0 = time.monotonic()
             reader.present(CredentialKind.CARD, v)
-            while len(controller.writes) == before:
+            while len(controller.writes) == before:  # noqa: ASYNC110 - yield to the loop, measure the next write
                 await asyncio.sleep(0)
             path.append(controller.writes[before].mono - t0)
         print()

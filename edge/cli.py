@@ -1,10 +1,10 @@
 """The `menwei` command.
 
-    menwei run --config FILE         run the gateway until SIGTERM/SIGINT
-    menwei demo [--for SECONDS]      the real gateway with simulated devices, through a scripted day
-    menwei validate-config FILE      check a config file; exit 2 with one line per problem
-    menwei audit verify --config F   check the event log's hash chain; names the first broken link
-    menwei version
+menwei run --config FILE         run the gateway until SIGTERM/SIGINT
+menwei demo [--for SECONDS]      the real gateway with simulated devices, through a scripted day
+menwei validate-config FILE      check a config file; exit 2 with one line per problem
+menwei audit verify --config F   check the event log's hash chain; names the first broken link
+menwei version
 """
 
 from __future__ import annotations

@@ -102,9 +102,7 @@ class GatewayState:
         return self.door_modes.get(door_id, DoorMode.NORMAL)
 
 
-def _window(
-    valid_from: datetime | None, valid_until: datetime | None, at: datetime
-) -> tuple[bool, bool]:
+def _window(valid_from: datetime | None, valid_until: datetime | None, at: datetime) -> tuple[bool, bool]:
     """(not yet valid, expired) for a validity window; the end is exclusive."""
     return (valid_from is not None and at < valid_from, valid_until is not None and at >= valid_until)
 

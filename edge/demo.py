@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import sys
 import tempfile
 import time
@@ -14,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
 from edge.config import GatewayConfig, load_config
-from edge.demo_data import GUARD_CARD, LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
+from edge.demo_data import CHEN_CARD, GUARD_CARD, LI_CARD, LI_PIN, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.events import (
     AlarmEvent,
@@ -30,6 +33,7 @@ from edge.events import (
 )
 from edge.gateway import Gateway
 from edge.model import CredentialKind, Direction, DoorMode
+from edge.secrets import read_secret_bytes
 from edge.store.audit import verify_chain
 
 log = logging.getLogger(__name__)
@@ -68,10 +72,13 @@ class Printer:
                 vp = self.gateway.engine.acl.passes.get(d.pass_id)
                 who = f" ({vp.label}, host {vp.host_unit})" if vp else ""
             verdict = "GRANTED" if d.granted else "DENIED "
-            return f"{verdict} {self.door_name(d.door_id)} [{d.reader_id}] {d.kind} {d.credential}{who}: {d.reason}"
+            shown = f"{d.credential[:8]}..." if d.kind is CredentialKind.PIN else d.credential
+            door = self.door_name(d.door_id)
+            return f"{verdict} {door} [{d.reader_id}] {d.kind} {shown}{who}: {d.reason}"
         if isinstance(event, AlarmEvent):
             what = "ALARM  " if event.active else "cleared"
-            return f"{what} {event.kind} at {self.door_name(event.door_id) if event.door_id else event.device_id}"
+            where = self.door_name(event.door_id) if event.door_id else event.device_id
+            return f"{what} {event.kind} at {where}"
         if isinstance(event, DoorStateEvent):
             return f"door    {self.door_name(event.door_id)}: {event.previous} -> {event.state}"
         if isinstance(event, ModeEvent):
@@ -84,8 +91,11 @@ class Printer:
 class DemoDay:
     """The scripted day. Devices are the shipped simulators; everything else is the real gateway."""
 
-    def __init__(self, gateway: Gateway, say: Callable[[str], None], pace: float) -> None:
+    def __init__(
+        self, gateway: Gateway, say: Callable[[str], None], pace: float, pin_key: bytes | None = None
+    ) -> None:
         self.gw = gateway
+        self.pin_key = pin_key
         self.say = say
         self.pace = pace
         site = gateway.site
@@ -115,7 +125,8 @@ class DemoDay:
         door = self.gw.site.doors[door_id]
         number = getattr(door, attr)
         controller = self.gw.devices.controllers[door.controller]
-        assert isinstance(controller, SimulatedDoorController) and number is not None
+        assert isinstance(controller, SimulatedDoorController)
+        assert number is not None
         controller.set_input(number, active)
 
     async def walk_through(self, door_id: str, seconds: float = 1.0) -> None:
@@ -126,7 +137,9 @@ class DemoDay:
 
     async def run_once(self, round_no: int) -> None:
         gw = self.gw
-        acl = demo_access_list(round_no, gw.clock.now(), self.side, list(gw.site.doors))
+        acl = demo_access_list(
+            round_no, gw.clock.now(), self.side, list(gw.site.doors), self.pin_key, ZoneInfo(gw.site.timezone)
+        )
         self.say(f"Round {round_no}: the property pushes access list version {acl.version}")
         await gw.replace_access_list(acl)
 
@@ -156,6 +169,18 @@ class DemoDay:
         self.contact(self.lobby, True)
         await asyncio.sleep(held + 0.5)
         self.contact(self.lobby, False)
+        await self.wait(1)
+
+        if self.pin_key is not None:
+            self.say("Li Na keys her PIN at the lobby (the gateway keeps only its HMAC), then a wrong one")
+            self.card(self.lobby_in, LI_PIN, CredentialKind.PIN)
+            await self.walk_through(self.lobby)
+            self.card(self.lobby_in, "999999", CredentialKind.PIN)
+            await self.wait(1)
+
+        cleaning = gw.engine.acl.schedules["daytime"].name if gw.engine else ""
+        self.say(f"Chen the cleaner tries the lobby outside his hours ({cleaning}, site time)")
+        self.card(self.lobby_in, CHEN_CARD)
         await self.wait(1)
 
         self.say("Someone forces the side door open")
@@ -195,9 +220,12 @@ async def run_demo(
         print(f"\n* {text}", file=out, flush=True)
 
     await gateway.start()
-    say(f"menwei gateway '{config.gateway.id}' at site '{config.site.id}' is running; data in "
-        f"{config.gateway.data_dir}")
-    day = DemoDay(gateway, say, pace)
+    say(
+        f"menwei gateway '{config.gateway.id}' at site '{config.site.id}' is running; data in "
+        f"{config.gateway.data_dir}"
+    )
+    pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)
+    day = DemoDay(gateway, say, pace, pin_key.get_secret_value() if pin_key else None)
     deadline = None if seconds is None else started + seconds
     round_no = 1
     try:
@@ -217,8 +245,10 @@ async def run_demo(
     finally:
         await gateway.stop()
     report = verify_chain(gateway.db_path)
-    say(f"Stopped. Event log: {report.checked} events, hash chain {'verified' if report.ok else 'BROKEN'}"
-        f"{'' if report.ok else ': ' + report.detail}")
+    say(
+        f"Stopped. Event log: {report.checked} events, hash chain {'verified' if report.ok else 'BROKEN'}"
+        f"{'' if report.ok else ': ' + report.detail}"
+    )
     return 0 if report.ok else 1
 
 
@@ -226,10 +256,20 @@ def demo_main(config_path: Path | None, seconds: float | None, data_dir: Path | 
     config = load_config(config_path or DEFAULT_CONFIG)
     with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp:
         target = data_dir or Path(tmp)
-        config = config.model_copy(
-            update={"gateway": config.gateway.model_copy(update={"data_dir": target})}
-        )
+        _demo_credentials(Path(tmp), config.secrets.pin_key)
+        config = config.model_copy(update={"gateway": config.gateway.model_copy(update={"data_dir": target})})
         try:
             return asyncio.run(run_demo(config, seconds=seconds))
         except KeyboardInterrupt:
             return 0
+
+
+def _demo_credentials(tmp: Path, pin_key_name: str) -> None:
+    """The demo's secrets: a random site PIN key in a private credentials directory, as systemd's
+    LoadCredential= would provide, unless the caller already set one up."""
+    if os.environ.get("CREDENTIALS_DIRECTORY"):
+        return
+    creds = tmp / "credentials"
+    creds.mkdir(mode=0o700)
+    (creds / pin_key_name).write_text(secrets.token_bytes(32).hex())
+    os.environ["CREDENTIALS_DIRECTORY"] = str(creds)

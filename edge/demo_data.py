@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from edge.model import (
     AccessList,
@@ -16,6 +17,7 @@ from edge.model import (
     Schedule,
     VisitorPass,
 )
+from edge.pin import pin_digest
 
 ZHANG_CARD = "10001"
 LI_CARD = "10002"
@@ -23,10 +25,28 @@ GUARD_CARD = "90001"
 UNKNOWN_CARD = "55555"
 
 
-def demo_access_list(version: int, now: datetime, side_door: str, all_doors: list[str]) -> AccessList:
-    daytime = Schedule("daytime", "Cleaning hours", weekly=((Interval.parse("07:00-19:00"),),) * 7)
+LI_PIN = "246810"
+CHEN_CARD = "10004"
+
+
+def demo_access_list(
+    version: int,
+    now: datetime,
+    side_door: str,
+    all_doors: list[str],
+    pin_key: bytes | None = None,
+    tz: ZoneInfo | None = None,
+) -> AccessList:
+    # The cleaner's hours are placed away from "now" in site time, so the demo shows a schedule denial
+    # whatever the hour it runs at.
+    local = now.astimezone(tz) if tz else now
+    start = ((local.hour + 3) % 24) * 60
+    cleaning = Interval(start, (start + 4 * 60) % 1440)
+    daytime = Schedule("daytime", f"Cleaning hours {cleaning}", weekly=((cleaning,),) * 7)
     people = [
-        Person("p-zhang", "Zhang Wei", building="A", unit="1201", group_ids=("residents-a",), face_consent=True),
+        Person(
+            "p-zhang", "Zhang Wei", building="A", unit="1201", group_ids=("residents-a",), face_consent=True
+        ),
         Person("p-li", "Li Na", building="A", unit="0803", group_ids=("residents-a",)),
         Person("p-wang", "Guard Wang", kind=PersonKind.STAFF, group_ids=("security",), responder=True),
         Person("p-chen", "Chen (cleaner)", kind=PersonKind.CONTRACTOR, group_ids=("cleaning",)),
@@ -45,7 +65,12 @@ def demo_access_list(version: int, now: datetime, side_door: str, all_doors: lis
             Credential(CredentialKind.CARD, ZHANG_CARD, "p-zhang", format="h10301"),
             Credential(CredentialKind.CARD, LI_CARD, "p-li", format="h10301"),
             Credential(CredentialKind.CARD, GUARD_CARD, "p-wang", format="h10301"),
-            Credential(CredentialKind.CARD, "10004", "p-chen", format="h10301"),
+            Credential(CredentialKind.CARD, CHEN_CARD, "p-chen", format="h10301"),
+            *(
+                [Credential(CredentialKind.PIN, pin_digest(pin_key, LI_PIN), "p-li")]
+                if pin_key is not None
+                else []
+            ),
         ],
         passes=[
             VisitorPass(

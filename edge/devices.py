@@ -13,8 +13,8 @@ from drivers.door_controller import DoorController, InputChange
 from drivers.reader import Reader
 from edge.clock import Clock
 from edge.config import GatewayConfig
-from edge.errors import DeviceError
 from edge.door import DoorRunner
+from edge.errors import DeviceError
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
 from edge.model import Door, LockType
 

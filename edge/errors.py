@@ -1,12 +1,12 @@
 """Errors of the edge core, one base per layer.
 
-    MenweiError
-    ├── ConfigError            a config file or secret is missing or invalid (names the key and the file)
-    ├── StoreError             the SQLite store failed or holds something unexpected
-    │   ├── MigrationError     the schema cannot be brought to the version this code needs
-    │   └── AuditError         the event log's hash chain is broken (names the first broken link)
-    ├── AccessListError        an access list (snapshot or delta) is inconsistent
-    └── DeviceError            a driver could not talk to its device (see drivers.errors)
+MenweiError
+├── ConfigError            a config file or secret is missing or invalid (names the key and the file)
+├── StoreError             the SQLite store failed or holds something unexpected
+│   ├── MigrationError     the schema cannot be brought to the version this code needs
+│   └── AuditError         the event log's hash chain is broken (names the first broken link)
+├── AccessListError        an access list (snapshot or delta) is inconsistent
+└── DeviceError            a driver could not talk to its device (see drivers.errors)
 """
 
 from __future__ import annotations

@@ -22,10 +22,12 @@ from drivers.reader import CredentialRead
 from edge.clock import Clock, SystemClock
 from edge.config import GatewayConfig
 from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
-from edge.devices import DoorIO, Devices
+from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
 from edge.events import DecisionEvent, Event, EventBus, ModeEvent
-from edge.model import AccessList, DoorMode, Site
+from edge.model import AccessList, CredentialKind, DoorMode, Site
+from edge.pin import pin_digest
+from edge.secrets import read_secret_bytes
 from edge.store.access_store import load_access_list, save_access_list
 from edge.store.db import open_db
 from edge.store.event_log import EventLog, StoredEvent
@@ -51,6 +53,8 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: list[Any] = []
         self._stopping = asyncio.Event()
+        self._pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)
+        self._warned_no_pin_key = False
         self.stored_failures = 0
 
     # --- life cycle ------------------------------------------------------------------------------------------
@@ -78,7 +82,9 @@ class Gateway:
             # A door restored in a non-default mode (or a site still in lockdown) is driven to it now.
             if state.door_modes.get(runner.door.id, runner.door.mode) is not runner.door.mode:
                 self.bus.publish(
-                    ModeEvent(at=self.clock.now(), mode=state.door_modes[runner.door.id], door_id=runner.door.id)
+                    ModeEvent(
+                        at=self.clock.now(), mode=state.door_modes[runner.door.id], door_id=runner.door.id
+                    )
                 )
         if lockdown:
             self.bus.publish(ModeEvent(at=self.clock.now(), mode=DoorMode.LOCKDOWN, reason="restored"))
@@ -119,13 +125,26 @@ class Gateway:
     def present(self, read: CredentialRead) -> Decision:
         """Decide a credential read at a reader. Called on the loop; memory only."""
         engine = self._engine()
-        request = AccessRequest(read.reader_id, read.kind, read.value, self.clock.now())
+        value = self._pin(read.value) if read.kind is CredentialKind.PIN else read.value
+        request = AccessRequest(read.reader_id, read.kind, value, self.clock.now())
         decision = engine.decide(request, self.clock.monotonic())
         self.bus.publish(DecisionEvent(at=decision.at, decision=decision))
         if decision.granted and decision.pass_id is not None:
             uses = dict(engine.state.pass_uses)
             self.spawn(asyncio.to_thread(self._save_state, "pass_uses", uses))
         return decision
+
+    def _pin(self, pin: str) -> str:
+        """The PIN's digest under the site key; the PIN itself goes no further than this line."""
+        if self._pin_key is None:
+            if not self._warned_no_pin_key:
+                log.warning("a PIN was entered but no site PIN key is configured: PINs are refused")
+                self._warned_no_pin_key = True
+            return "unhashed"
+        try:
+            return pin_digest(self._pin_key.get_secret_value(), pin)
+        except ValueError:
+            return "malformed"
 
     def _on_read(self, read: CredentialRead) -> None:
         self.present(read)

@@ -272,7 +272,7 @@ def test_state_defaults_from_site() -> None:
     site = make_site()
     state = GatewayState()
     assert state.mode_of("gate") is DoorMode.NORMAL
-    assert DecisionEngine(site, make_acl()).state.door_modes == {d: DoorMode.NORMAL for d in site.doors}
+    assert DecisionEngine(site, make_acl()).state.door_modes == dict.fromkeys(site.doors, DoorMode.NORMAL)
 
 
 def test_prune_forgets_only_expired_positions(engine: DecisionEngine) -> None:

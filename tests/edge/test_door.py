@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from edge.clock import ManualClock
-from edge.door import DoorMachine, DoorRunner
 from edge.decision import Decision, Reason
+from edge.door import DoorMachine, DoorRunner
 from edge.events import (
     AlarmEvent,
-    DecisionEvent,
     AlarmKind,
+    DecisionEvent,
     DoorState,
     DoorStateEvent,
     Event,
@@ -92,7 +92,7 @@ def test_open_too_long_is_held(m: DoorMachine) -> None:
 
 def test_exit_request_unlocks_and_is_logged(m: DoorMachine) -> None:
     ev = m.exit_request(T, 0.0)
-    assert [e.type for e in ev][0] == "exit_request"
+    assert ev[0].type == "exit_request"
     assert relays(ev) == [True]
     m.contact(True, T, 1.0)
     assert m.state is DoorState.OPEN

@@ -21,7 +21,8 @@ from edge.demo_data import GUARD_CARD, LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_a
 from edge.devices import build_devices
 from edge.events import AlarmEvent, AlarmKind, DecisionEvent, Event
 from edge.gateway import Gateway
-from edge.model import CredentialKind, DoorMode
+from edge.model import Credential, CredentialKind, DoorMode
+from edge.pin import pin_digest
 from edge.store.audit import verify_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,3 +174,32 @@ async def test_stopping_twice_is_harmless(tmp_path: Path) -> None:
     await gw.stop()
     report = verify_chain(gw.db_path)
     assert report.ok and report.checked >= 1
+
+
+async def test_pins_are_hashed_before_anything_sees_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = bytes(range(32))
+    monkeypatch.setenv("MENWEI_SECRET_PIN_KEY", key.hex())
+    cfg = demo_config(tmp_path)
+    gw = Gateway(cfg, build_devices(cfg))
+    await gw.start()
+    try:
+        acl = demo_access_list(2, datetime.now(UTC), "side-door", list(gw.site.doors))
+        acl.credentials[(CredentialKind.PIN, pin_digest(key, "246810"))] = Credential(
+            CredentialKind.PIN, pin_digest(key, "246810"), "p-li"
+        )
+        await gw.replace_access_list(acl)
+        assert decide(gw, "lobby-a-in", "246810", CredentialKind.PIN) is Reason.GRANTED
+        assert decide(gw, "lobby-a-in", "000000", CredentialKind.PIN) is Reason.UNKNOWN_CREDENTIAL
+        assert decide(gw, "lobby-a-in", "12ab", CredentialKind.PIN) is Reason.UNKNOWN_CREDENTIAL
+        logged = [e for e in stored(gw) if e.get("credential_kind") == "pin"]
+        assert len(logged) == 3
+        assert all("246810" not in str(e) and "000000" not in str(e) for e in logged)
+    finally:
+        await gw.stop()
+
+
+async def test_without_a_pin_key_pins_are_refused(gateway: Gateway) -> None:
+    assert decide(gateway, "lobby-a-in", "1234", CredentialKind.PIN) is Reason.UNKNOWN_CREDENTIAL
+    assert all(e.get("credential") != "1234" for e in stored(gateway))
