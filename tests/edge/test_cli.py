@@ -96,3 +96,47 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
     ):
         assert expected in out, f"{expected!r} missing from demo output:\n{out}"
     assert main(["audit", "verify", "--db", str(tmp_path / "menwei.db")]) == 0
+
+
+def test_run_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path)}  # as systemd's StateDirectory= would set it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(DEMO)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "menwei.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "gateway gw-demo started with 3 doors" in err
+    assert "gateway stopped" in err
+
+
+def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEMO.read_text().replace('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == EXIT_CONFIG
+    assert "site.timezone" in proc.stderr and str(bad) in proc.stderr
