@@ -35,7 +35,7 @@ def encode_snapshot(
     snapshot_id: str | None = None,
     server_time: datetime | None = None,
 ) -> list[SnapshotChunk]:
-    blob = gzip.compress(doc.model_dump_json(by_alias=True).encode(), compresslevel=6)
+    blob = gzip.compress(doc.model_dump_json(by_alias=True).encode(), compresslevel=6, mtime=0)
     total = sha256_hex(blob)
     parts = [blob[i : i + chunk_bytes] for i in range(0, len(blob), chunk_bytes)] or [b""]
     sid = snapshot_id or uuid.uuid4().hex

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import pytest
@@ -47,6 +48,7 @@ def test_a_failing_handler_does_not_stop_the_others(caplog: pytest.LogCaptureFix
 async def test_slow_stream_drops_oldest_and_never_blocks_publish() -> None:
     bus = EventBus()
     stream = bus.stream(AlarmEvent, maxsize=3)
+    assert isinstance(stream, AsyncGenerator)
     first = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)  # the stream registers its queue
     for n in range(10):
