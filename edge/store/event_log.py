@@ -29,6 +29,8 @@ through the payload: the verifier checks that they match it.
 
 Pruning deletes the oldest *sent* events and records the hash and seq of the last one deleted in
 `event_prunes`; the newest row there is the chain anchor, and verification (edge.store.audit) starts from it.
+At the outbox's disk cap, `drop_oldest` deletes the oldest events whether sent or not, anchored the same way;
+the outbox then logs an alarm event saying how many unsent events were lost.
 
 The chain detects edits and deletions made with ordinary database access; someone who rewrites every hash
 after the edit is caught only against hashes already sent upstream.
@@ -287,11 +289,14 @@ class EventLog:
                 raise StoreError(f"event log {self.path} is closed")
             yield self._reader
 
-    def pending(self, limit: int = 100) -> list[LoggedEvent]:
-        """Unsent events, oldest (lowest seq) first."""
+    def pending(self, limit: int = 100, *, after: int = 0) -> list[LoggedEvent]:
+        """Unsent events with seq > after, oldest (lowest seq) first.
+
+        `after` lets the outbox read on past batches it has published but that are not acknowledged yet (they
+        stay unsent until the broker acknowledges them)."""
         with self._reading() as db:
             rows = db.conn.execute(
-                f"{_SELECT} WHERE sync_state = 0 ORDER BY seq LIMIT ?", (limit,)
+                f"{_SELECT} WHERE sync_state = 0 AND seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         return [LoggedEvent(*row) for row in rows]
 
@@ -333,6 +338,27 @@ class EventLog:
         with self._reading() as db:
             return prune_events(db, through_seq)
 
+    def seq_range(self) -> tuple[int, int] | None:
+        """(lowest, highest) seq stored, sent or not; None if the log holds no rows.
+
+        Rows only ever leave from the oldest end (prune, drop_oldest), so highest - lowest + 1 is the number
+        of rows: two index look-ups instead of a count(*) that reads the whole table."""
+        with self._reading() as db:
+            low, high = db.conn.execute(
+                "SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)"
+            ).fetchone()
+        return None if low is None else (low, high)
+
+    def drop_oldest(self, through_seq: int) -> DroppedEvents | None:
+        """Delete every event with seq <= through_seq, sent or not; None if there was none.
+
+        The outbox's last resort at its disk cap, after `prune` freed what it could. The chain stays
+        verifiable: like a prune, the hash and seq of the last deleted event become the chain anchor. The
+        caller reports the unsent events it dropped (an alarm event), so the loss is itself on record.
+        """
+        with self._reading() as db:
+            return drop_events(db, through_seq)
+
 
 def prune_events(db: sqlite_utils.Database, through_seq: int) -> int:
     """`EventLog.prune` on any connection to the database (for maintenance tools)."""
@@ -352,6 +378,39 @@ def prune_events(db: sqlite_utils.Database, through_seq: int) -> int:
         )
     log.info("event log: pruned %d sent events through seq %d", count, last[0])
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedEvents:
+    """What `drop_oldest` deleted: `count` rows through `through_seq`, of which `unsent` had not been sent,
+    with seqs first_unsent..last_unsent (None when every dropped row had been sent)."""
+
+    count: int
+    through_seq: int
+    unsent: int
+    first_unsent: int | None
+    last_unsent: int | None
+
+
+def drop_events(db: sqlite_utils.Database, through_seq: int) -> DroppedEvents | None:
+    """`EventLog.drop_oldest` on any connection to the database."""
+    conn: sqlite3.Connection = db.conn
+    with transaction(db):
+        last = conn.execute(
+            "SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (through_seq,)
+        ).fetchone()
+        if last is None:
+            return None
+        unsent, first_unsent, last_unsent = conn.execute(
+            "SELECT count(*), min(seq), max(seq) FROM events WHERE sync_state = 0 AND seq <= ?", (last[0],)
+        ).fetchone()
+        count: int = conn.execute("DELETE FROM events WHERE seq <= ?", (last[0],)).rowcount
+        conn.execute(
+            "INSERT INTO event_prunes (through_seq, hash, pruned_at, count) VALUES (?, ?, ?, ?)",
+            (last[0], last[1], dt_to_text(datetime.now(UTC)), count),
+        )
+    log.warning("event log: dropped %d events through seq %d, %d of them never sent", count, last[0], unsent)
+    return DroppedEvents(count, last[0], unsent, first_unsent, last_unsent)
 
 
 def _prepare(record: object) -> _Pending:
