@@ -240,6 +240,51 @@ class MqttSection(Section):
     )
 
 
+class PassesSection(Section):
+    """[passes]: visitor passes scanned as QR tokens (docs/passes.md). The token format and prefix are fixed in
+    code; the trust list of signing keys comes from the cloud, never from this file."""
+
+    clock_skew_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description=(
+            "Allowance for the issuer's clock and ours disagreeing: a pass is accepted from not-before minus "
+            "this to expiry plus this, and the clock counts as set back only when it is more than this behind "
+            "the last-known-good time."
+        ),
+    )
+    walkin_key: CredentialName = Field(
+        default="pass-walkin-key",
+        description=(
+            "Credential name of this gateway's Ed25519 key for walk-in passes (32 bytes, raw or hex). Absent: "
+            "walk-in registration is off. Its public key must be in the site's trust list for other gateways."
+        ),
+    )
+    walkin_doors: list[Slug] = Field(
+        default=[], description="Doors a walk-in pass opens when the guard names none ([[doors]] ids)."
+    )
+    walkin_hours: float = Field(
+        default=4.0,
+        gt=0,
+        le=168,
+        allow_inf_nan=False,
+        description="Default validity of a walk-in pass, hours.",
+    )
+    walkin_max_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=168,
+        allow_inf_nan=False,
+        description="Longest validity a guard may give, hours.",
+    )
+    walkin_uses: int = Field(default=1, ge=1, le=100, description="Default number of uses of a walk-in pass.")
+    walkin_max_uses: int = Field(
+        default=4, ge=1, le=100, description="Most uses a guard may give a walk-in pass."
+    )
+
+
 # --- hardware lists ----------------------------------------------------------------------------------------
 
 
@@ -369,6 +414,7 @@ class GatewayConfig(Section):
         default_factory=SecretsSection, description="Names of credentials to read; never their values."
     )
     mqtt: MqttSection | None = Field(default=None, description="Cloud link; absent means offline only.")
+    passes: PassesSection = Field(default_factory=PassesSection, description="Visitor passes (QR tokens).")
     controllers: list[ControllerConfig] = Field(default=[], description="Door controllers ([[controllers]]).")
     doors: list[DoorConfig] = Field(default=[], description="Doors ([[doors]]); at least one.")
     readers: list[ReaderConfig] = Field(default=[], description="Credential readers ([[readers]]).")
@@ -472,6 +518,14 @@ def _cross_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
     for i, rule in enumerate(cfg.anti_passback):
         if rule.area not in used:
             yield ("anti_passback", i, "area"), f"no reader has area {rule.area!r}"
+    passes = cfg.passes
+    for i, door_id in enumerate(passes.walkin_doors):
+        if door_id not in door_ids:
+            yield ("passes", "walkin_doors", i), _unknown("door", door_id, door_ids)
+    if passes.walkin_hours > passes.walkin_max_hours:
+        yield ("passes", "walkin_hours"), f"is more than walkin_max_hours ({passes.walkin_max_hours})"
+    if passes.walkin_uses > passes.walkin_max_uses:
+        yield ("passes", "walkin_uses"), f"is more than walkin_max_uses ({passes.walkin_max_uses})"
 
 
 def _duplicates(section: str, key: str, what: str, ids: Sequence[str]) -> Iterator[tuple[Loc, str]]:

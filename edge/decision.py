@@ -22,6 +22,7 @@ from edge.model import (
     Reader,
     Site,
     Status,
+    VisitorPass,
 )
 from edge.schedule import is_open
 
@@ -48,6 +49,13 @@ class Reason(StrEnum):
     PASS_EXPIRED = "pass_expired"
     PASS_WRONG_DOOR = "pass_wrong_door"
     PASS_USED_UP = "pass_used_up"
+    # A visitor pass token that cannot be trusted (edge.passes); checked before the rest of the decision.
+    PASS_MALFORMED = "pass_malformed"
+    PASS_UNKNOWN_KEY = "pass_unknown_key"
+    PASS_BAD_SIGNATURE = "pass_bad_signature"
+    PASS_KEY_RETIRED = "pass_key_retired"
+    PASS_WRONG_SITE = "pass_wrong_site"
+    CLOCK_UNTRUSTED = "clock_untrusted"  # passes fail closed while the gateway cannot trust its clock
 
     @property
     def granted(self) -> bool:
@@ -114,8 +122,13 @@ def evaluate(
     state: GatewayState,
     mono: float,
     tz: ZoneInfo,
+    verified: VisitorPass | None = None,
 ) -> Decision:
-    """Decide one request. Pure: reads its arguments, changes nothing."""
+    """Decide one request. Pure: reads its arguments, changes nothing.
+
+    `verified` is a visitor pass whose token was verified (edge.passes): its signed terms decide instead of an
+    access list entry, and an access list entry with the same id can only take it away (revocation).
+    """
 
     def out(reason: Reason, **kw: object) -> Decision:
         return Decision(
@@ -136,11 +149,12 @@ def evaluate(
     mode = state.mode_of(door_id)
 
     if req.kind is CredentialKind.PASS:
-        vp = acl.passes.get(req.value)
+        listed = acl.passes.get(req.value)
+        vp = verified or listed
         if vp is None:
             return out(Reason.UNKNOWN_CREDENTIAL)
         pid = vp.id
-        if vp.status is not Status.ACTIVE:
+        if vp.status is not Status.ACTIVE or (listed is not None and listed.status is not Status.ACTIVE):
             return out(Reason.PASS_REVOKED, pass_id=pid)
         early, late = _window(vp.valid_from, vp.valid_until, req.at)
         if early:
@@ -199,6 +213,21 @@ def evaluate(
     return out(Reason.GRANTED, person_id=who, apb_violation=apb is not None)
 
 
+def refuse(req: AccessRequest, site: Site, reason: Reason, pass_id: str | None = None) -> Decision:
+    """A denial decided before `evaluate` (a pass token that cannot be trusted), shaped like its decisions."""
+    reader = site.readers.get(req.reader_id)
+    return Decision(
+        reason=reason if reader else Reason.UNKNOWN_READER,
+        reader_id=req.reader_id,
+        door_id=reader.door_id if reader else None,
+        kind=req.kind,
+        credential=req.value,
+        at=req.at,
+        pass_id=pass_id,
+        direction=reader.direction if reader else None,
+    )
+
+
 def _schedule_check(
     person: Person, door_id: str, acl: AccessList, at: datetime, tz: ZoneInfo
 ) -> Reason | None:
@@ -248,8 +277,8 @@ class DecisionEngine:
         )
         self.tz = ZoneInfo(site.timezone)
 
-    def decide(self, req: AccessRequest, mono: float) -> Decision:
-        decision = evaluate(req, self.site, self.acl, self.state, mono, self.tz)
+    def decide(self, req: AccessRequest, mono: float, verified: VisitorPass | None = None) -> Decision:
+        decision = evaluate(req, self.site, self.acl, self.state, mono, self.tz, verified)
         if decision.granted:
             self._record(decision, mono)
         return decision

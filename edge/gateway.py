@@ -26,6 +26,8 @@ from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
 from edge.events import DecisionEvent, Event, EventBus, ModeEvent
 from edge.model import AccessList, CredentialKind, DoorMode, Site
+from edge.passes.runtime import PassRuntime
+from edge.passes.token import is_token
 from edge.pin import pin_digest
 from edge.secrets import read_secret_bytes
 from edge.store.access_store import load_access_list, save_access_list
@@ -55,6 +57,7 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)
         self._warned_no_pin_key = False
+        self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
 
     # --- life cycle ------------------------------------------------------------------------------------------
@@ -64,6 +67,7 @@ class Gateway:
         acl, modes, lockdown, pass_uses = await asyncio.to_thread(self._load)
         state = GatewayState(door_modes=modes, lockdown=lockdown, pass_uses=pass_uses)
         self.engine = DecisionEngine(self.site, acl, state)
+        await self.passes.start(state.pass_uses, lambda: self._engine().acl, self._stopping)
         log.info("access list version %d loaded: %s", acl.version, acl.counts())
         self.events = EventLog(self.db_path, synchronous=self.config.store.synchronous)
         self._unsubscribe.append(self.bus.subscribe(Event, self._persist))
@@ -125,13 +129,18 @@ class Gateway:
     def present(self, read: CredentialRead) -> Decision:
         """Decide a credential read at a reader. Called on the loop; memory only."""
         engine = self._engine()
-        value = self._pin(read.value) if read.kind is CredentialKind.PIN else read.value
-        request = AccessRequest(read.reader_id, read.kind, value, self.clock.now())
-        decision = engine.decide(request, self.clock.monotonic())
+        if read.kind is CredentialKind.PASS and is_token(read.value):  # a QR pass: verified offline first
+            now, mono = self.clock.now(), self.clock.monotonic()
+            decision = self.passes.decide(engine, read.reader_id, read.value, now, mono)
+        else:
+            value = self._pin(read.value) if read.kind is CredentialKind.PIN else read.value
+            request = AccessRequest(read.reader_id, read.kind, value, self.clock.now())
+            decision = engine.decide(request, self.clock.monotonic())
         self.bus.publish(DecisionEvent(at=decision.at, decision=decision))
         if decision.granted and decision.pass_id is not None:
             uses = dict(engine.state.pass_uses)
             self.spawn(asyncio.to_thread(self._save_state, "pass_uses", uses))
+            self.passes.note_use(decision)
         return decision
 
     def _pin(self, pin: str) -> str:

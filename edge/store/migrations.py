@@ -89,6 +89,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             " pruned_at TEXT NOT NULL, count INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "visitor pass trust list",
+        (
+            # Keys are never deleted, only retired (edge.passes.trust); retired_at NULL: active.
+            "CREATE TABLE pass_keys (kid BLOB PRIMARY KEY, public_key BLOB NOT NULL, issuer TEXT NOT NULL,"
+            " retired_at TEXT) WITHOUT ROWID",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
