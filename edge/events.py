@@ -162,6 +162,94 @@ class RelayCommand(Event):
         return {"type": self.type, "at": _iso(self.at), "door": self.door_id, "unlock": self.unlock}
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteOpenEvent(Event):
+    """An operator released a door without a credential at it (cloud command or console): who and why."""
+
+    type: ClassVar[str] = "remote_open"
+    door_id: str
+    by: str
+    reason: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "at": _iso(self.at),
+            "door": self.door_id,
+            "by": self.by,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEvent(Event):
+    """A remote command was carried out (ok) or refused (error: expired, replayed, invalid, unknown_door,
+    failed). The audit trail of what the cloud asked the gateway to do."""
+
+    type: ClassVar[str] = "command"
+    command_id: str
+    command: str
+    by: str
+    ok: bool
+    error: str | None = None
+    reason: str = ""
+    door_id: str | None = None
+    detail: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "at": _iso(self.at),
+            "command_id": self.command_id,
+            "command": self.command,
+            "by": self.by,
+            "ok": self.ok,
+            "error": self.error,
+            "reason": self.reason,
+            "door": self.door_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncErrorEvent(Event):
+    """A message from the cloud was refused (not JSON, wrong schema, wrong site, bad checksum, too large,
+    ...). Nothing it carried was applied."""
+
+    type: ClassVar[str] = "sync_error"
+    topic: str
+    error: str
+    detail: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "at": _iso(self.at),
+            "topic": self.topic,
+            "error": self.error,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccessListEvent(Event):
+    """A new access list version came into force (source: snapshot or delta)."""
+
+    type: ClassVar[str] = "access_list"
+    version: int
+    previous: int
+    source: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "at": _iso(self.at),
+            "version": self.version,
+            "previous": self.previous,
+            "source": self.source,
+        }
+
+
 Handler = Callable[[Event], None]
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from drivers.reader import CredentialRead
 from edge.clock import Clock, SystemClock
@@ -24,14 +26,14 @@ from edge.config import GatewayConfig
 from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
 from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
-from edge.events import DecisionEvent, Event, EventBus, ModeEvent
+from edge.events import DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
 from edge.passes.token import is_token
 from edge.pin import pin_digest
 from edge.secrets import read_secret_bytes
-from edge.store.access_store import load_access_list, save_access_list
-from edge.store.db import open_db
+from edge.store.access_store import load_access_list, save_access_list, set_version
+from edge.store.db import open_db, transaction
 from edge.store.event_log import EventLog, StoredEvent
 from edge.store.state import get_state, put_state
 
@@ -181,6 +183,36 @@ class Gateway:
         self._engine().acl = acl
         log.info("access list version %d in force: %s", acl.version, acl.counts())
 
+    async def apply_delta(
+        self,
+        version: int,
+        write: Callable[[sqlite_utils.Database], None],
+        update: Callable[[AccessList], None],
+    ) -> None:
+        """Change the access list in force to `version` in place (a cloud delta): `write(db)` runs in a thread
+        inside one transaction that also records the version; only once that committed does `update(acl)`
+        change the list in memory, on the loop, between two decisions. An exception from `write` (e.g.
+        AccessListError) rolls everything back and leaves both as they were."""
+        acl = self._engine().acl
+        await asyncio.to_thread(self._write_delta, version, write)
+        if self._engine().acl is not acl:  # replaced while the delta was written: the caller serialises these
+            raise RuntimeError("the access list was replaced while a delta was being applied")
+        update(acl)
+        acl.version = version
+
+    def open_door(self, door_id: str, *, by: str, reason: str = "") -> bool:
+        """Release a door for its unlock time on an operator's word (cloud command, console), audited with who
+        and why. Refused (False) while the door is in lockdown: lifting a lockdown is a deliberate set_mode.
+        Raises KeyError for an unknown door."""
+        runner = self.runners[door_id]
+        if self._engine().state.mode_of(door_id) is DoorMode.LOCKDOWN:
+            log.warning("remote open of %s by %s refused: lockdown", door_id, by)
+            return False
+        self.bus.publish(RemoteOpenEvent(at=self.clock.now(), door_id=door_id, by=by, reason=reason))
+        # DoorRunner has no public grant(); a grant normally arrives as a DecisionEvent from a reader.
+        runner._emit(runner.machine.grant(self.clock.now(), self.clock.monotonic()))
+        return True
+
     async def _housekeeping(self, interval: float = 60.0) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
@@ -229,6 +261,15 @@ class Gateway:
         db = open_db(self.db_path, synchronous=self.config.store.synchronous)
         try:
             save_access_list(db, acl)
+        finally:
+            db.close()
+
+    def _write_delta(self, version: int, write: Callable[[sqlite_utils.Database], None]) -> None:
+        db = open_db(self.db_path, synchronous=self.config.store.synchronous)
+        try:
+            with transaction(db):
+                write(db)
+                set_version(db, version)
         finally:
             db.close()
 

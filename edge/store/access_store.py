@@ -32,7 +32,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlite_utils
@@ -267,6 +267,33 @@ def upsert_rule(db: sqlite_utils.Database, rule: AccessRule) -> None:
 def delete_rule(db: sqlite_utils.Database, rule_id: str) -> bool:
     with transaction(db):
         return db.conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount > 0
+
+
+def upsert_group(db: sqlite_utils.Database, group: Group) -> None:
+    """Insert or rename a group. Updated in place: rules and memberships refer to it."""
+    with transaction(db):
+        db.conn.execute(
+            _INSERT_GROUP + " ON CONFLICT (id) DO UPDATE SET name = excluded.name", (group.id, group.name)
+        )
+
+
+def upsert_schedule(db: sqlite_utils.Database, schedule: Schedule) -> None:
+    """Insert or change a schedule. Updated in place: rules refer to it."""
+    with transaction(db):
+        db.conn.execute(
+            _INSERT_SCHEDULE + " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+            " weekly = excluded.weekly, holidays = excluded.holidays",
+            _schedule_row(schedule),
+        )
+
+
+def set_holidays(db: sqlite_utils.Database, days: Iterable[date]) -> None:
+    """Replace the site's holiday dates with `days`."""
+    with transaction(db):
+        db.conn.execute("DELETE FROM holidays")
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO holidays (day) VALUES (?)", ((date_to_text(d),) for d in days)
+        )
 
 
 @contextmanager
