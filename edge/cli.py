@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--for", dest="seconds", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--config", type=Path, default=None, help="config (default: config/demo.toml)")
     demo.add_argument("--data-dir", type=Path, default=None, help="keep the demo's database here")
+    demo.add_argument(
+        "--pace", type=float, default=1.0, help="scale the pauses of the scripted day (0.3 = faster)"
+    )
 
     check = sub.add_parser("validate-config", help="validate a config file and exit")
     check.add_argument("file", type=Path)
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("warning")
             from edge.demo import demo_main
 
-            return demo_main(args.config, args.seconds, args.data_dir)
+            return demo_main(args.config, args.seconds, args.data_dir, args.pace)
         if args.command == "audit":
             return _audit(args.config, args.db)
         if args.command == "run":
@@ -131,9 +134,19 @@ def _run(config_path: Path) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await gateway.start()
+        sync = None
         try:
+            if config.mqtt is not None:
+                from cloud_sync.sync import CloudSync
+
+                sync = CloudSync(gateway, config.mqtt, software_version=package_version())
+                await sync.start()
+            else:
+                log.info("no [mqtt] section: running offline only")
             await stop.wait()
         finally:
+            if sync is not None:
+                await sync.stop()
             await gateway.stop()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from cloud_sync.broker import LocalBroker, mosquitto_available
+
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
-from edge.config import GatewayConfig, load_config
+from edge.config import GatewayConfig, MqttSection, load_config
+from edge.demo_cloud import DemoCloud
 from edge.demo_data import CHEN_CARD, GUARD_CARD, LI_CARD, LI_PIN, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.events import (
@@ -53,7 +56,8 @@ class Printer:
         line = self.describe(event)
         if line:
             stamp = f"{time.monotonic() - self.started:6.1f}s"
-            print(f"  {stamp}  {line}", file=self.out, flush=True)
+            self.out.write(f"  {stamp}  {line}\n")
+            self.out.flush()
 
     def door_name(self, door_id: str | None) -> str:
         door = self.gateway.site.doors.get(door_id or "")
@@ -85,6 +89,14 @@ class Printer:
             return f"mode    {self.door_name(event.door_id)} -> {event.mode} by {event.by} ({event.reason})"
         if isinstance(event, ExitRequestEvent):
             return f"exit    request-to-exit button at {self.door_name(event.door_id)}"
+        if event.persist:
+            record = event.to_record()
+            fields = " ".join(
+                f"{k}={v}"
+                for k, v in record.items()
+                if k not in ("type", "at", "command_id") and v not in (None, "")
+            )
+            return f"{record['type']:7s} {fields}"
         return ""
 
 
@@ -92,10 +104,16 @@ class DemoDay:
     """The scripted day. Devices are the shipped simulators; everything else is the real gateway."""
 
     def __init__(
-        self, gateway: Gateway, say: Callable[[str], None], pace: float, pin_key: bytes | None = None
+        self,
+        gateway: Gateway,
+        say: Callable[[str], None],
+        pace: float,
+        pin_key: bytes | None = None,
+        cloud: DemoCloud | None = None,
     ) -> None:
         self.gw = gateway
         self.pin_key = pin_key
+        self.cloud = cloud
         self.say = say
         self.pace = pace
         site = gateway.site
@@ -137,11 +155,20 @@ class DemoDay:
 
     async def run_once(self, round_no: int) -> None:
         gw = self.gw
+        # Each push must carry a newer version than the one in force (the revocation delta of the previous
+        # round moved it on too); the gateway ignores a snapshot it already has.
+        version = (gw.engine.acl.version if gw.engine else 0) + 1
         acl = demo_access_list(
-            round_no, gw.clock.now(), self.side, list(gw.site.doors), self.pin_key, ZoneInfo(gw.site.timezone)
+            version, gw.clock.now(), self.side, list(gw.site.doors), self.pin_key, ZoneInfo(gw.site.timezone)
         )
-        self.say(f"Round {round_no}: the property pushes access list version {acl.version}")
-        await gw.replace_access_list(acl)
+        if self.cloud is not None:
+            self.say(
+                f"Round {round_no}: the property's cloud pushes access list version {acl.version} over MQTT"
+            )
+            await self.cloud.push_snapshot(acl)
+        else:
+            self.say(f"Round {round_no}: access list version {acl.version} is loaded (offline demo)")
+            await gw.replace_access_list(acl)
 
         self.say("Zhang Wei taps his card at the main gate and walks in")
         self.card(self.gate_in, ZHANG_CARD)
@@ -156,10 +183,10 @@ class DemoDay:
         self.card(self.gate_in, ZHANG_CARD)
         await self.wait(1)
 
-        self.say(f"A courier shows visitor pass V-{round_no} at the side door, then tries it again")
-        self.card(self.side_in, f"V-{round_no}", CredentialKind.PASS)
+        self.say(f"A courier shows visitor pass V-{version} at the side door, then tries it again")
+        self.card(self.side_in, f"V-{version}", CredentialKind.PASS)
         await self.walk_through(self.side)
-        self.card(self.side_in, f"V-{round_no}", CredentialKind.PASS)
+        self.card(self.side_in, f"V-{version}", CredentialKind.PASS)
         await self.wait(1)
 
         held = gw.site.doors[self.lobby].held_seconds
@@ -203,6 +230,17 @@ class DemoDay:
         gw.set_mode(DoorMode.NORMAL, by="guard:wang", reason="all clear")
         await self.wait(0.5)
 
+        if self.cloud is not None:
+            self.say("The resident app opens the side door for a delivery (a remote command, with a reason)")
+            reply = await self.cloud.command_open(self.side)
+            self.say(f"the gateway replied to the command: ok={reply.ok} {reply.error or ''}".rstrip())
+            await self.wait(1.5)
+
+            self.say("Li Na has moved out: the property revokes her card (a delta), then she taps it")
+            await self.cloud.revoke_card(LI_CARD)
+            self.card(self.lobby_in, LI_CARD)
+            await self.wait(1)
+
         self.say("Zhang Wei leaves through the main gate")
         self.card(self.gate_out, ZHANG_CARD)
         await self.walk_through(self.gate)
@@ -217,15 +255,23 @@ async def run_demo(
     gateway.bus.subscribe(Event, Printer(gateway, out, started))
 
     def say(text: str) -> None:
-        print(f"\n* {text}", file=out, flush=True)
+        out.write(f"\n* {text}\n")
+        out.flush()
 
     await gateway.start()
     say(
         f"menwei gateway '{config.gateway.id}' at site '{config.site.id}' is running; data in "
         f"{config.gateway.data_dir}"
     )
+    cloud: DemoCloud | None = None
+    if config.mqtt is not None:
+        cloud = DemoCloud(gateway, config.mqtt, config.gateway.data_dir, out)
+        await cloud.start()
+        say(f"cloud link: MQTT 5 broker at {config.mqtt.host}:{config.mqtt.port}, topics menwei/v1/...")
+    else:
+        say("no MQTT broker (install mosquitto or add [mqtt] to the config): running offline only")
     pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)
-    day = DemoDay(gateway, say, pace, pin_key.get_secret_value() if pin_key else None)
+    day = DemoDay(gateway, say, pace, pin_key.get_secret_value() if pin_key else None, cloud)
     deadline = None if seconds is None else started + seconds
     round_no = 1
     try:
@@ -243,6 +289,8 @@ async def run_demo(
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
+        if cloud is not None:
+            await cloud.stop()
         await gateway.stop()
     report = verify_chain(gateway.db_path)
     say(
@@ -252,14 +300,21 @@ async def run_demo(
     return 0 if report.ok else 1
 
 
-def demo_main(config_path: Path | None, seconds: float | None, data_dir: Path | None) -> int:
+def demo_main(
+    config_path: Path | None, seconds: float | None, data_dir: Path | None, pace: float = 1.0
+) -> int:
     config = load_config(config_path or DEFAULT_CONFIG)
-    with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp, contextlib.ExitStack() as stack:
         target = data_dir or Path(tmp)
         _demo_credentials(Path(tmp), config.secrets.pin_key)
-        config = config.model_copy(update={"gateway": config.gateway.model_copy(update={"data_dir": target})})
+        update: dict[str, object] = {"gateway": config.gateway.model_copy(update={"data_dir": target})}
+        if config.mqtt is None and mosquitto_available():
+            # The demo's own broker: a real Mosquitto on a free loopback port, gone when the demo ends.
+            broker = stack.enter_context(LocalBroker(Path(tmp) / "broker"))
+            update["mqtt"] = MqttSection(host=broker.host, port=broker.port, heartbeat_seconds=10.0)
+        config = config.model_copy(update=update)
         try:
-            return asyncio.run(run_demo(config, seconds=seconds))
+            return asyncio.run(run_demo(config, seconds=seconds, pace=pace))
         except KeyboardInterrupt:
             return 0
 

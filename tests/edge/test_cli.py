@@ -77,12 +77,24 @@ def test_audit_verify_missing_db(tmp_path: Path) -> None:
 
 
 def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
-    """What CI and the README run: the real gateway through the scripted day, stopped by --for."""
+    """What CI and the README run: the real gateway through the scripted day, with its own Mosquitto and the
+    cloud kit on the other end, stopped by --for."""
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "demo", "--for", "12", "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "demo",
+            "--for",
+            "24",
+            "--pace",
+            "0.3",
+            "--data-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=120,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
@@ -92,6 +104,12 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
         "unknown_credential",
         "anti_passback",
         "pass_used_up",
+        "door_held",
+        "granted_responder",
+        "cloud   snapshot v1 applied by the gateway",
+        "cloud   <- gw-demo #",  # the cloud consumed uploaded events
+        "the gateway replied to the command: ok=True",
+        "credential_revoked",  # the revocation delta reached the gateway
         "hash chain verified",
     ):
         assert expected in out, f"{expected!r} missing from demo output:\n{out}"
