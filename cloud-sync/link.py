@@ -13,7 +13,9 @@ marked sent only in `on_publish` (the broker's PUBACK), never on publish().
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +71,7 @@ class Incoming:
 OnMessage = Callable[[Incoming], None]
 OnConnection = Callable[[bool, str], None]  # (connected, reason)
 OnPublished = Callable[[int, bool], None]  # (mid, accepted by the broker)
+OnAttemptFailed = Callable[[str], None]  # why a connection attempt failed (not a change of state)
 
 
 class MqttLink:
@@ -81,6 +84,7 @@ class MqttLink:
         on_message: OnMessage,
         on_connection: OnConnection,
         on_published: OnPublished,
+        on_attempt_failed: OnAttemptFailed | None = None,
         subscriptions: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
@@ -88,8 +92,11 @@ class MqttLink:
         self._on_message = on_message
         self._on_connection = on_connection
         self._on_published = on_published
+        self._on_attempt_failed = on_attempt_failed or (lambda reason: None)
         self._subscriptions = subscriptions
         self.connected = False
+        self._stopping = False
+        self._refused = False  # paho's thread only: this attempt's refusal was reported already
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
         client.reconnect_delay_set(int(settings.reconnect_min), int(settings.reconnect_max))
         client.max_inflight_messages_set(settings.max_inflight)
@@ -110,6 +117,7 @@ class MqttLink:
         client.on_disconnect = self._paho_disconnect
         client.on_message = self._paho_message
         client.on_publish = self._paho_publish
+        client.on_connect_fail = self._paho_connect_fail
         self._client = client
 
     # --- control (event loop) ------------------------------------------------------------------------------
@@ -135,6 +143,7 @@ class MqttLink:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError):
                 log.debug("final message not confirmed before disconnect")
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self.connected = False
@@ -165,18 +174,51 @@ class MqttLink:
 
     # --- paho's thread: hand over, nothing else ------------------------------------------------------------
 
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
+        """Schedule a callback on the loop. After the loop has closed (a late callback while paho's thread
+        winds down) there is nobody left to tell: drop it rather than raise in paho's thread."""
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            log.debug("event loop closed; dropped a late MQTT callback")
+
     def _paho_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
         ok = not reason.is_failure
-        if ok and self._subscriptions:
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self._subscriptions])
-        self._loop.call_soon_threadsafe(self._connection_changed, ok, str(reason))
+        if ok:
+            # Small messages (a revocation's ack, a command reply) must not wait for Nagle's algorithm.
+            sock = client.socket()
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._subscriptions:
+                client.subscribe([(t, SubscribeOptions(qos=1)) for t in self._subscriptions])
+        else:
+            self._refused = True
+            self._hand_over(self._on_attempt_failed, f"broker refused the connection: {reason}")
+        self._hand_over(self._connection_changed, ok, str(reason))
 
     def _paho_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
     ) -> None:
-        self._loop.call_soon_threadsafe(self._connection_changed, False, str(reason))
+        if not self._refused:
+            # Scheduled before the state change, so `connected` still tells an attempt that failed (e.g. a TLS
+            # peer that rejected our certificate) from a connection that was lost.
+            self._hand_over(self._closed_before_connack, str(reason))
+        self._refused = False
+        self._hand_over(self._connection_changed, False, str(reason))
+
+    def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._hand_over(
+            self._on_attempt_failed, "cannot connect (broker unreachable, or TLS handshake failed)"
+        )
+
+    def _closed_before_connack(self, reason: str) -> None:
+        if not self.connected and not self._stopping:
+            self._on_attempt_failed(
+                f"connection closed before the broker accepted it ({reason}): TLS certificates or network?"
+            )
 
     def _paho_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
@@ -189,12 +231,12 @@ class MqttLink:
             correlation_data=getattr(props, "CorrelationData", None),
             user_properties=tuple(getattr(props, "UserProperty", ()) or ()),
         )
-        self._loop.call_soon_threadsafe(self._on_message, incoming)
+        self._hand_over(self._on_message, incoming)
 
     def _paho_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
     ) -> None:
-        self._loop.call_soon_threadsafe(self._on_published, mid, not reason.is_failure)
+        self._hand_over(self._on_published, mid, not reason.is_failure)
 
     def _connection_changed(self, connected: bool, reason: str) -> None:
         if connected == self.connected:
@@ -202,6 +244,8 @@ class MqttLink:
         self.connected = connected
         if connected:
             log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
+        elif self._stopping:
+            log.info("MQTT disconnected from %s:%d (stopping)", self.settings.host, self.settings.port)
         else:
             log.warning("MQTT disconnected from %s:%d: %s", self.settings.host, self.settings.port, reason)
         self._on_connection(connected, reason)

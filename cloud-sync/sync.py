@@ -30,17 +30,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import paho.mqtt.client as mqtt
 from cloud_sync.link import Incoming, LinkSettings, MqttLink, TlsFiles
 from cloud_sync.messages import AclState, GatewayStatus
 from cloud_sync.publisher import Publisher
 from cloud_sync.telemetry import Heartbeat
 from cloud_sync.topics import Topics
 from cloud_sync.uploader import Uploader, overflow_detail
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttSection
 from edge.errors import ConfigError
@@ -137,51 +134,6 @@ def link_settings(
     )
 
 
-class _ReportingLink(MqttLink):
-    """MqttLink that also reports failed connection attempts (a refused CONNACK, a TCP or TLS failure, a
-    connection closed before its CONNACK), which MqttLink passes over because they are not changes of state.
-    (A candidate for link.py itself.)"""
-
-    def __init__(
-        self, settings: LinkSettings, *, on_attempt_failed: Callable[[str], None], **kw: Any
-    ) -> None:
-        super().__init__(settings, **kw)
-        self._on_attempt_failed = on_attempt_failed
-        self._refused = False  # paho's thread only: this attempt's refusal was reported already
-        self._client.on_connect_fail = self._paho_connect_fail
-
-    def _paho_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
-    ) -> None:
-        if reason.is_failure:
-            self._refused = True
-            self._loop.call_soon_threadsafe(
-                self._on_attempt_failed, f"broker refused the connection: {reason}"
-            )
-        super()._paho_connect(client, userdata, flags, reason, props)
-
-    def _paho_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
-    ) -> None:
-        if not self._refused:
-            # Scheduled before the base class's hand-over, so `connected` still tells an attempt that failed
-            # (e.g. a TLS peer that rejected our certificate) from a connection that was lost.
-            self._loop.call_soon_threadsafe(self._closed, str(reason))
-        self._refused = False
-        super()._paho_disconnect(client, userdata, flags, reason, props)
-
-    def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._loop.call_soon_threadsafe(
-            self._on_attempt_failed, "cannot connect (broker unreachable, or TLS handshake failed)"
-        )
-
-    def _closed(self, reason: str) -> None:
-        if not self.connected:
-            self._on_attempt_failed(
-                f"connection closed before the broker accepted it ({reason}): TLS certificates or network?"
-            )
-
-
 class CloudSync:
     """The cloud link of one started gateway. Construct it on the event loop after `gateway.start()`; call
     `start()`, and `stop()` before `gateway.stop()` (the outbox marks what was acknowledged on the way out).
@@ -209,7 +161,7 @@ class CloudSync:
         self.topics = Topics(gateway.config.site.id, gateway.config.gateway.id, mqtt.topic_prefix)
         will = self._status(online=False)
         self.settings = link_settings(gateway, mqtt, self.topics, will, reconnect_delay=reconnect_delay)
-        self.link: MqttLink = _ReportingLink(
+        self.link: MqttLink = MqttLink(
             self.settings,
             on_attempt_failed=self._on_attempt_failed,
             on_message=self._on_message,

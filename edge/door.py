@@ -216,11 +216,15 @@ class DoorRunner:
     def tamper(self, active: bool) -> None:
         self._emit(self.machine.tamper(active, self._clock.now()))
 
+    def grant(self) -> None:
+        """Release the door for its unlock time (a granted credential, or an operator's remote open)."""
+        self._emit(self.machine.grant(self._clock.now(), self._clock.monotonic()))
+
     def _on_decision(self, event: Event) -> None:
         assert isinstance(event, DecisionEvent)
         d = event.decision
         if d.granted and d.door_id == self.door.id:
-            self._emit(self.machine.grant(self._clock.now(), self._clock.monotonic()))
+            self.grant()
 
     def _on_mode(self, event: Event) -> None:
         """A door-level event sets this door's own mode. A site-level event (door_id None) starts a lockdown
