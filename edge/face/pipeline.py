@@ -1,0 +1,214 @@
+"""One small interface over both model packs: detect faces, align one to the recognizer's 112x112 crop, embed it.
+
+Why one interface: the insightface pack (SCRFD + ArcFace MobileFaceNet) is the reference for accuracy, but its
+weights are non-commercial; the OpenCV pack (YuNet + SFace) is license-clean. Enrolment, the gallery and the
+camera loop must not care which one runs, so they see only `FacePipeline`.
+
+- SCRFD and both recognizers load through `insightface.model_zoo.get_model` on onnxruntime sessions we build
+  (thread counts from config, intra-op spinning off: two sessions spinning on two cores slow each other down).
+- YuNet cannot be loaded by insightface; it runs through `cv2.FaceDetectorYN`. Its five landmarks come in the
+  same order as SCRFD's (eyes, nose, mouth corners, image-left first), so one alignment serves both.
+- Alignment is insightface's `norm_crop` (similarity transform to the ArcFace template), which is also the
+  template SFace was trained on.
+- Embeddings come back L2-normalised float32, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.face.errors import PackError, PackProblem, QualityError, QualityProblem
+from edge.face.packs import ModelPack
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]  # BGR, HxWx3, as OpenCV reads it
+Embedding = npt.NDArray[np.float32]  # shape (D,), unit length
+
+ALIGNED_SIZE = 112
+
+
+def read_image(path: Path) -> Image:
+    """A photo as a BGR image; QualityError(UNREADABLE) for a missing, corrupt or non-image file."""
+    import cv2
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise QualityError(QualityProblem.UNREADABLE, f"{path}: {err.strerror}") from err
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise QualityError(QualityProblem.UNREADABLE, f"{path}: not an image OpenCV can decode")
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """A detected face: box (x1, y1, x2, y2) in image pixels, detector score, five landmarks (5x2)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: npt.NDArray[np.float32]
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def size(self) -> float:
+        """The smaller side of the box: how big the face is (a proxy for its distance from the camera)."""
+        return min(self.width, self.height)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """onnxruntime / OpenCV threading for a small CPU."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    allow_spinning: bool = False
+
+
+class _Detector(Protocol):
+    def detect(self, image: Image) -> list[Face]: ...
+
+
+def session_options(tuning: Tuning) -> onnxruntime.SessionOptions:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = tuning.intra_op_threads
+    options.inter_op_num_threads = tuning.inter_op_threads
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if tuning.allow_spinning else "0")
+    options.log_severity_level = 3  # the int8 models carry unused initializers; onnxruntime warns on each
+    return options
+
+
+class _Scrfd:
+    def __init__(self, pack: ModelPack, tuning: Tuning) -> None:
+        from insightface import model_zoo
+
+        spec = pack.manifest.detector
+        self._size = (spec.input_size, spec.input_size)
+        self._model: Any = model_zoo.get_model(
+            str(pack.detector_path), providers=["CPUExecutionProvider"], sess_options=session_options(tuning)
+        )
+        self._model.prepare(ctx_id=-1, input_size=self._size, det_thresh=spec.score_threshold)
+
+    def detect(self, image: Image) -> list[Face]:
+        boxes, points = self._model.detect(image, input_size=self._size)
+        faces = []
+        for i in range(boxes.shape[0]):
+            x1, y1, x2, y2, score = (float(v) for v in boxes[i])
+            faces.append(Face((x1, y1, x2, y2), score, points[i].astype(np.float32)))
+        return faces
+
+
+class _Yunet:
+    def __init__(self, pack: ModelPack, tuning: Tuning) -> None:
+        import cv2
+
+        spec = pack.manifest.detector
+        cv2.setNumThreads(tuning.intra_op_threads)
+        self._max_side = spec.input_size
+        self._model: Any = cv2.FaceDetectorYN.create(
+            str(pack.detector_path), "", (spec.input_size, spec.input_size), spec.score_threshold, 0.3, 5000
+        )
+        self._input: tuple[int, int] = (0, 0)
+
+    def detect(self, image: Image) -> list[Face]:
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, self._max_side / max(h, w))
+        small = image if scale == 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)))
+        size = (small.shape[1], small.shape[0])
+        if size != self._input:
+            self._model.setInputSize(size)
+            self._input = size
+        _, rows = self._model.detect(small)
+        faces: list[Face] = []
+        if rows is None:
+            return faces
+        for row in rows:
+            x, y, bw, bh = (float(v) / scale for v in row[:4])
+            points = (row[4:14].reshape(5, 2) / scale).astype(np.float32)
+            faces.append(Face((x, y, x + bw, y + bh), float(row[14]), points))
+        return faces
+
+
+class FacePipeline:
+    """detect -> align -> embed for one verified model pack. Not thread-safe: one per worker."""
+
+    def __init__(self, pack: ModelPack, tuning: Tuning | None = None) -> None:
+        tuning = tuning or Tuning()
+        self.pack = pack
+        spec = pack.manifest.recognizer
+        try:
+            from insightface import model_zoo
+
+            self._detector: _Detector = (
+                _Scrfd(pack, tuning) if pack.manifest.detector.kind == "scrfd" else _Yunet(pack, tuning)
+            )
+            self._recognizer: Any = model_zoo.get_model(
+                str(pack.recognizer_path),
+                providers=["CPUExecutionProvider"],
+                sess_options=session_options(tuning),
+            )
+        except (OSError, RuntimeError, ValueError) as err:  # onnxruntime and OpenCV raise these on bad models
+            raise PackError(PackProblem.LOAD_FAILED, f"{pack.name}: {err}") from err
+        if self._recognizer is None:
+            raise PackError(PackProblem.LOAD_FAILED, f"{pack.name}: insightface does not know the recognizer")
+        # insightface guesses the normalisation from the graph and gets SFace wrong: the manifest decides.
+        self._recognizer.input_mean = spec.input_mean
+        self._recognizer.input_std = spec.input_std
+        probe = self.embed(np.zeros((ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8))
+        if probe.shape != (spec.embedding_size,):
+            raise PackError(
+                PackProblem.LOAD_FAILED,
+                f"{pack.name}: recognizer gives {probe.shape[0]} values, manifest says {spec.embedding_size}",
+            )
+        log.info("%s loaded (%d threads per session)", pack.describe(), tuning.intra_op_threads)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.pack.manifest.recognizer.embedding_size
+
+    def detect(self, image: Image) -> list[Face]:
+        """Faces in a BGR image, largest first."""
+        return sorted(self._detector.detect(image), key=lambda f: f.width * f.height, reverse=True)
+
+    def align(self, image: Image, face: Face) -> Image:
+        from insightface.utils import face_align
+
+        with warnings.catch_warnings():  # scikit-image deprecation noise inside norm_crop
+            warnings.simplefilter("ignore", FutureWarning)
+            aligned: Image = face_align.norm_crop(image, face.landmarks, image_size=ALIGNED_SIZE)
+        return aligned
+
+    def embed(self, aligned: Image) -> Embedding:
+        raw = np.asarray(self._recognizer.get_feat(aligned), dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(raw))
+        return raw / norm if norm > 0 else raw
+
+    def embed_face(self, image: Image, face: Face) -> Embedding:
+        return self.embed(self.align(image, face))
