@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Image = npt.NDArray[np.uint8]  # BGR, HxWx3, as OpenCV reads it
+Image = npt.NDArray[Any]  # BGR uint8, HxWx3, as OpenCV reads it (OpenCV's own stubs type it loosely)
 Embedding = npt.NDArray[np.float32]  # shape (D,), unit length
 
 ALIGNED_SIZE = 112
