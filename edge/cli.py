@@ -4,6 +4,7 @@ menwei run --config FILE         run the gateway until SIGTERM/SIGINT
 menwei demo [--for SECONDS]      the real gateway with simulated devices, through a scripted day
 menwei validate-config FILE      check a config file; exit 2 with one line per problem
 menwei audit verify --config F   check the event log's hash chain; names the first broken link
+menwei face enroll DIR --config F --pack D   enrol face photos (edge/face/cli.py)
 menwei version
 """
 
@@ -58,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--config", type=Path, help="gateway config (uses its data_dir)")
     src.add_argument("--db", type=Path, help="path to menwei.db")
 
+    from edge.face.cli import add_parser as add_face_parser
+
+    add_face_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args.config, args.db)
         if args.command == "run":
             return _run(args.config)
+        if args.command == "face":
+            from edge.face.cli import face_main
+
+            return face_main(args)
     except ConfigError as err:
         print(f"menwei: config error:\n{err}", file=sys.stderr)
         return EXIT_CONFIG
