@@ -302,8 +302,33 @@ class SimulatedController(ControllerBase):
     type: Literal["simulated"] = Field(description="Controller kind.")
 
 
+class FirmwareBridgeController(ControllerBase):
+    """A door-controller microcontroller (ESP32, RP2040) on a UART or RS-485 line, running the firmware-bridge
+    protocol (firmware-bridge/, docs/firmware-bridge.md)."""
+
+    type: Literal["firmware-bridge"] = Field(description="Controller kind.")
+    port: Text = Field(description="Serial port of the board, e.g. /dev/ttyAMA0 or /dev/ttyUSB0.")
+    baudrate: int = Field(default=115200, ge=1200, le=4_000_000, description="Serial speed, bits per second.")
+    heartbeat_seconds: float = Field(
+        default=0.5, ge=0.05, le=10, allow_inf_nan=False, description="Seconds between heartbeats each way."
+    )
+    missed_heartbeats: int = Field(
+        default=3, ge=2, le=20, description="Heartbeat periods of silence before the board is offline."
+    )
+    ack_timeout_seconds: float = Field(
+        default=0.25,
+        ge=0.01,
+        le=5,
+        allow_inf_nan=False,
+        description="Seconds to wait for an answer before resending.",
+    )
+    retries: int = Field(
+        default=4, ge=0, le=20, description="Resends of a command (same sequence number) before it fails."
+    )
+
+
 # More kinds become `SimulatedController | ModbusTcpController | ...` here.
-ControllerConfig = Annotated[SimulatedController, Field(discriminator="type")]
+ControllerConfig = Annotated[SimulatedController | FirmwareBridgeController, Field(discriminator="type")]
 
 
 class ReaderBase(Section):

@@ -128,8 +128,19 @@ class DoorIO:
 def build_devices(config: GatewayConfig) -> Devices:
     """Create the drivers the config names. Hardware libraries are imported inside their drivers, so a gateway
     without (say) BLE installs and runs without bleak."""
+    from edge.config import FirmwareBridgeController as FirmwareBridgeConfig
+
     devices = Devices()
     for c in config.controllers:
+        if isinstance(c, FirmwareBridgeConfig):
+            from firmware_bridge.controller import FirmwareBridgeController
+            from firmware_bridge.link import LinkTiming
+
+            timing = LinkTiming(c.heartbeat_seconds, c.missed_heartbeats, c.ack_timeout_seconds, c.retries)
+            devices.controllers[c.id] = FirmwareBridgeController(
+                c.id, c.port, baudrate=c.baudrate, outputs=c.outputs, inputs=c.inputs, timing=timing
+            )
+            continue
         if c.type == "simulated":
             from drivers.sim.door_controller import SimulatedDoorController
 
