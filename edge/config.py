@@ -327,8 +327,72 @@ class FirmwareBridgeController(ControllerBase):
     )
 
 
-# More kinds become `SimulatedController | ModbusTcpController | ...` here.
-ControllerConfig = Annotated[SimulatedController | FirmwareBridgeController, Field(discriminator="type")]
+Address = Annotated[int, Field(ge=0, le=0xFFFF)]
+
+
+class ModbusProfileConfig(Section):
+    """A relay board's register map (drivers/modbus/profile.py): output n at output_address + n - 1, input n
+    at input_address + n - 1. The defaults fit boards with relays on coils and inputs on discrete inputs."""
+
+    output_table: Literal["coils", "holding-registers"] = Field(
+        default="coils", description="Table the relays are in: 'coils' or 'holding-registers'."
+    )
+    output_address: Address = Field(default=0, description="Protocol address of output 1 (0-based).")
+    output_on_value: int = Field(
+        default=1, ge=1, le=0xFFFF, description="Value written to energise a holding-register output."
+    )
+    input_table: Literal["discrete-inputs", "coils", "input-registers", "holding-registers"] = Field(
+        default="discrete-inputs",
+        description="Table the inputs are read from; a register is active if non-zero.",
+    )
+    input_address: Address = Field(default=0, description="Protocol address of input 1 (0-based).")
+    pulse_address: Address | None = Field(
+        default=None,
+        description=(
+            "Holding register of output 1's timed pulse, if the board has one (writing N energises the "
+            "output for N x pulse_unit_seconds, timed by the board): e.g. 512 (0x0200). Omit if none."
+        ),
+    )
+    pulse_unit_seconds: float = Field(
+        default=0.1, gt=0, le=60, allow_inf_nan=False, description="Seconds per unit of the pulse command."
+    )
+
+
+class _ModbusController(ControllerBase):
+    device_id: int = Field(default=1, ge=1, le=247, description="Modbus device (slave) id of the board.")
+    poll_seconds: float = Field(
+        default=0.1, ge=0.01, le=10, allow_inf_nan=False, description="Seconds between input polls."
+    )
+    timeout_seconds: float = Field(
+        default=0.5, ge=0.05, le=10, allow_inf_nan=False, description="Seconds to wait for an answer."
+    )
+    profile: ModbusProfileConfig = Field(
+        default_factory=ModbusProfileConfig, description="The board's register map."
+    )
+
+
+class ModbusTcpController(_ModbusController):
+    """A Modbus TCP relay board (drivers/modbus/). Needs pymodbus (the `modbus` extra)."""
+
+    type: Literal["modbus-tcp"] = Field(description="Controller kind.")
+    host: Text = Field(description="Host name or address of the board (or its RS-485 gateway).")
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
+
+
+class ModbusRtuController(_ModbusController):
+    """A Modbus RTU relay board on RS-485 (drivers/modbus/). Boards on one port share one line and one lock.
+    Needs pymodbus (the `modbus` extra)."""
+
+    type: Literal["modbus-rtu"] = Field(description="Controller kind.")
+    port: Text = Field(description="Serial port, e.g. /dev/ttyUSB0 (or a pyserial URL).")
+    baudrate: int = Field(default=9600, ge=300, le=4_000_000, description="Serial speed, bits per second.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="Parity: 'N', 'E' or 'O'.")
+
+
+ControllerConfig = Annotated[
+    SimulatedController | FirmwareBridgeController | ModbusTcpController | ModbusRtuController,
+    Field(discriminator="type"),
+]
 
 
 class ReaderBase(Section):
@@ -400,6 +464,15 @@ class DoorConfig(Section):
     )
 
 
+class FireAlarmConfig(Section):
+    """[[fire_alarms]]: a fire panel's output wired to a controller input. While it is active the egress
+    doors listed are held unlocked, whatever their mode (a site lockdown included)."""
+
+    controller: Slug = Field(description="Id of the controller the fire panel is wired to.")
+    input: InputNumber = Field(description="Input number of the fire-alarm contact (active = fire).")
+    doors: list[Slug] = Field(min_length=1, description="Ids of the egress doors to release.")
+
+
 class AntiPassbackConfig(Section):
     """[[anti_passback]]: an area whose entries and exits must alternate."""
 
@@ -445,6 +518,9 @@ class GatewayConfig(Section):
     readers: list[ReaderConfig] = Field(default=[], description="Credential readers ([[readers]]).")
     anti_passback: list[AntiPassbackConfig] = Field(
         default=[], description="Anti-passback areas ([[anti_passback]])."
+    )
+    fire_alarms: list[FireAlarmConfig] = Field(
+        default=[], description="Fire-alarm inputs and the egress doors they release ([[fire_alarms]])."
     )
 
     @model_validator(mode="after")
@@ -533,6 +609,17 @@ def _cross_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
                 yield loc, f"input {number} of controller {ctrl.id!r} is already used by {_key_path(taken)}"
 
     door_ids = {d.id for d in cfg.doors}
+    for i, fire in enumerate(cfg.fire_alarms):
+        ctrl = controllers.get(fire.controller)
+        if ctrl is None:
+            yield ("fire_alarms", i, "controller"), _unknown("controller", fire.controller, controllers)
+        elif fire.input > ctrl.inputs:
+            yield ("fire_alarms", i, "input"), f"controller {ctrl.id!r} has {_inputs_range(ctrl.inputs)}"
+        elif (used_by := inputs.get((ctrl.id, fire.input))) is not None:
+            yield ("fire_alarms", i, "input"), f"input {fire.input} is already used by {_key_path(used_by)}"
+        for j, door_id in enumerate(fire.doors):
+            if door_id not in door_ids:
+                yield ("fire_alarms", i, "doors", j), _unknown("door", door_id, door_ids)
     areas = {a.area for a in cfg.anti_passback}
     for i, reader in enumerate(cfg.readers):
         if reader.door not in door_ids:

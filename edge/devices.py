@@ -3,8 +3,9 @@ outputs, and device faults to alarms. The only place that knows both edge.model 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 from drivers.door_controller import DoorController, InputChange
 from drivers.reader import Reader
 from edge.clock import Clock
-from edge.config import GatewayConfig
+from edge.config import GatewayConfig, ModbusRtuController, ModbusTcpController
 from edge.door import DoorRunner
-from edge.errors import DeviceError
+from edge.errors import ConfigError, DeviceError
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
 from edge.model import Door, LockType
 
@@ -31,6 +32,7 @@ class InputRole(StrEnum):
 class Devices:
     controllers: dict[str, DoorController] = field(default_factory=dict)
     readers: dict[str, Reader] = field(default_factory=dict)
+    fire_inputs: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)  # -> egress doors
 
 
 def relay_level(door: Door, unlock: bool) -> bool:
@@ -49,8 +51,11 @@ class DoorIO:
         bus: EventBus,
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        fire_inputs: Mapping[tuple[str, int], Sequence[str]] | None = None,
     ) -> None:
         self._runners = runners
+        self._fire_inputs = {key: tuple(doors) for key, doors in (fire_inputs or {}).items()}
+        self._fire_active: set[tuple[str, int]] = set()
         self._controllers = controllers
         self._bus = bus
         self._clock = clock
@@ -74,6 +79,9 @@ class DoorIO:
         self._unsubscribe()
 
     def _on_input(self, change: InputChange) -> None:
+        if (change.controller_id, change.input) in self._fire_inputs:
+            self._fire((change.controller_id, change.input), change.active)
+            return
         target = self._inputs.get((change.controller_id, change.input))
         if target is None:
             log.debug("input %s/%d is not wired to a door", change.controller_id, change.input)
@@ -87,6 +95,37 @@ class DoorIO:
                 runner.exit_request()
         else:
             runner.tamper(change.active)
+
+    def _released(self) -> set[str]:
+        return {door_id for key in self._fire_active for door_id in self._fire_inputs[key]}
+
+    def _fire(self, key: tuple[str, int], active: bool) -> None:
+        """A fire-alarm input: its egress doors are held unlocked below the door machines, so no mode (not
+        even a site lockdown) and no relock timer can lock them while it lasts."""
+        before = self._released()
+        if active == (key in self._fire_active):
+            return
+        (self._fire_active.add if active else self._fire_active.discard)(key)
+        after = self._released()
+        log.warning(
+            "fire alarm on %s/%d %s",
+            key[0],
+            key[1],
+            "ACTIVE: releasing egress doors" if active else "cleared",
+        )
+        self._bus.publish(
+            AlarmEvent(
+                at=self._clock.now(),
+                kind=AlarmKind.FIRE_ALARM,
+                active=active,
+                device_id=key[0],
+                detail=f"input {key[1]}",
+            )
+        )
+        for door_id in after ^ before:
+            runner = self._runners[door_id]
+            unlock = door_id in after or runner.machine.relay_unlocked
+            self._drive(runner.door, relay_level(runner.door, unlock), None)
 
     def _on_online(self, controller_id: str, online: bool, detail: str) -> None:
         previous = self._online.get(controller_id)
@@ -110,12 +149,17 @@ class DoorIO:
     def _on_relay(self, event: Event) -> None:
         assert isinstance(event, RelayCommand)
         door = self._runners[event.door_id].door
+        if door.id in self._released():  # fire: stays released
+            self._drive(door, relay_level(door, True), None)
+        else:
+            self._drive(door, relay_level(door, event.unlock), event.seconds)
+
+    def _drive(self, door: Door, level: bool, pulse: float | None) -> None:
         controller = self._controllers.get(door.controller)
         if controller is None:
             log.error("door %s: controller %s is not running", door.id, door.controller)
             return
-        level = relay_level(door, event.unlock)
-        self._spawn(self._write(controller, door, level, event.seconds))
+        self._spawn(self._write(controller, door, level, pulse))
 
     async def _write(self, controller: DoorController, door: Door, level: bool, pulse: float | None) -> None:
         try:
@@ -131,6 +175,7 @@ def build_devices(config: GatewayConfig) -> Devices:
     from edge.config import FirmwareBridgeController as FirmwareBridgeConfig
 
     devices = Devices()
+    buses: dict[str, Any] = {}  # one ModbusBus per serial port or TCP endpoint, shared by its boards
     for c in config.controllers:
         if isinstance(c, FirmwareBridgeConfig):
             from firmware_bridge.controller import FirmwareBridgeController
@@ -145,9 +190,53 @@ def build_devices(config: GatewayConfig) -> Devices:
             from drivers.sim.door_controller import SimulatedDoorController
 
             devices.controllers[c.id] = SimulatedDoorController(c.id, outputs=c.outputs, inputs=c.inputs)
+        elif isinstance(c, ModbusTcpController | ModbusRtuController):
+            devices.controllers[c.id] = _modbus_controller(c, buses)
+    for fire in config.fire_alarms:
+        devices.fire_inputs[(fire.controller, fire.input)] = tuple(fire.doors)
     for r in config.readers:
         if r.type == "simulated":
             from drivers.sim.reader import SimulatedReader
 
             devices.readers[r.id] = SimulatedReader(r.id)
     return devices
+
+
+def _modbus_controller(c: ModbusTcpController | ModbusRtuController, buses: dict[str, Any]) -> DoorController:
+    if importlib.util.find_spec("pymodbus") is None:
+        raise ConfigError(
+            f"controller {c.id!r}: type {c.type!r} needs pymodbus, which is not installed "
+            "(install menwei with the 'modbus' extra)"
+        )
+    from drivers.modbus.bus import ModbusBus, SerialLine, TcpLine
+    from drivers.modbus.controller import ModbusDoorController
+    from drivers.modbus.profile import BoardProfile, PulseCommand, Table
+
+    line: TcpLine | SerialLine
+    if isinstance(c, ModbusTcpController):
+        line = TcpLine(c.host, c.port)
+        key = f"tcp://{c.host}:{c.port}"
+    else:
+        line = SerialLine(c.port, baudrate=c.baudrate, parity=c.parity)
+        key = c.port
+    bus = buses.setdefault(key, ModbusBus(line, timeout=c.timeout_seconds))
+    if bus.line != line:
+        raise ConfigError(f"controller {c.id!r}: line settings differ from another controller on {key}")
+    p = c.profile
+    profile = BoardProfile(
+        output_table=Table(p.output_table),
+        output_address=p.output_address,
+        output_on_value=p.output_on_value,
+        input_table=Table(p.input_table),
+        input_address=p.input_address,
+        pulse=None if p.pulse_address is None else PulseCommand(p.pulse_address, p.pulse_unit_seconds),
+    )
+    return ModbusDoorController(
+        c.id,
+        bus,
+        device_id=c.device_id,
+        outputs=c.outputs,
+        inputs=c.inputs,
+        profile=profile,
+        poll_seconds=c.poll_seconds,
+    )

@@ -30,6 +30,7 @@ class AlarmKind(StrEnum):
     TAMPER = "tamper"
     DEVICE_OFFLINE = "device_offline"
     OUTBOX_OVERFLOW = "outbox_overflow"
+    FIRE_ALARM = "fire_alarm"  # a fire-alarm input is active: its egress doors are held released
 
 
 class DoorState(StrEnum):

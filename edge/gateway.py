@@ -82,7 +82,14 @@ class Gateway:
         self._unsubscribe.append(self.bus.subscribe(DecisionEvent, self._feedback))
         for door in self.site.doors.values():
             self.runners[door.id] = DoorRunner(door, self.bus, self.clock)
-        self._io = DoorIO(self.runners, self.devices.controllers, self.bus, self.clock, self.spawn)
+        self._io = DoorIO(
+            self.runners,
+            self.devices.controllers,
+            self.bus,
+            self.clock,
+            self.spawn,
+            fire_inputs=self.devices.fire_inputs,
+        )
         for reader in self.devices.readers.values():
             reader.bind(self._on_read)
         for controller in self.devices.controllers.values():

@@ -59,6 +59,7 @@ class SimulatedModbusBoard:
         self.fail_with: ExcCodes | None = None  # answer every request with this exception
         self.garble = 0  # corrupt this many of the next replies
         self.requests = 0
+        self.port = 0  # the TCP port, once serving
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,7 +82,8 @@ class SimulatedModbusBoard:
         )
         await self._serve(server)
         sockets = getattr(server.transport, "sockets", None) or ()
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        return self.port
 
     async def serve_serial(self, port: str, baudrate: int = 9600) -> None:
         server = ModbusSerialServer(

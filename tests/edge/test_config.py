@@ -17,10 +17,14 @@ from edge.config import (
     DEFAULT_DATA_DIR,
     AntiPassbackConfig,
     DoorConfig,
+    FireAlarmConfig,
     FirmwareBridgeController,
     GatewayConfig,
     GatewaySection,
     LoggingSection,
+    ModbusProfileConfig,
+    ModbusRtuController,
+    ModbusTcpController,
     MqttSection,
     PassesSection,
     SecretsSection,
@@ -175,9 +179,13 @@ def test_config_models_are_all_found() -> None:
         PassesSection,
         SimulatedController,
         FirmwareBridgeController,
+        ModbusTcpController,
+        ModbusRtuController,
+        ModbusProfileConfig,
         DoorConfig,
         SimulatedReader,
         AntiPassbackConfig,
+        FireAlarmConfig,
     }
 
 
@@ -329,8 +337,9 @@ DOOR_LINE = "output = 1\n"
         ('type = "simulated"\nid = "sim"', 'id = "sim"', "controllers[0].type: missing required key"),
         (
             'type = "simulated"\nid = "sim"',
-            'type = "modbus-tcp"\nid = "sim"',
-            "controllers[0].type: unknown type 'modbus-tcp'; expected one of: 'simulated'",
+            'type = "modbus-tpc"\nid = "sim"',
+            "controllers[0].type: unknown type 'modbus-tpc'; expected one of: 'simulated', 'firmware-bridge', "
+            "'modbus-tcp', 'modbus-rtu'",
         ),
         ("[[doors]]", "[doors]", "doors: should be an array of tables, written [[doors]]"),
         (
