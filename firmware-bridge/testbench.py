@@ -9,14 +9,18 @@ made per bench unless one is given. Used by the tests, bench/bench_firmware_brid
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firmware_bridge.device.core import DeviceConfig
 from firmware_bridge.device.sim import MemoryStorage, SimBoard, SimulatedDevice
+from firmware_bridge.link import LinkTiming
 from firmware_bridge.relay import FaultRelay, open_pty
 
 
@@ -57,3 +61,17 @@ class Bench:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# Timings for tests and demos on a bench: link-down and resends happen in tens of milliseconds.
+FAST_LINK = LinkTiming(heartbeat_s=0.05, missed=4, ack_timeout_s=0.06, retries=6, reopen_s=0.1)
+FAST_DEVICE = DeviceConfig(heartbeat_ms=50, event_retry_ms=60, self_test_after_ms=100, trial_timeout_ms=600)
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until condition() holds, polling; AssertionError after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
