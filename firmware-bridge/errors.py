@@ -21,10 +21,17 @@ class BridgeErrorReason(StrEnum):
 
 
 class BridgeError(Exception):
-    def __init__(self, reason: BridgeErrorReason, detail: str = "", nak_code: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: BridgeErrorReason,
+        detail: str = "",
+        nak_code: int | None = None,
+        nak_detail: bytes = b"",
+    ) -> None:
         self.reason = reason
         self.detail = detail
-        self.nak_code = nak_code
+        self.nak_code = nak_code  # protocol.NakCode
+        self.nak_detail = nak_detail
         super().__init__(reason.value + (f": {detail}" if detail else ""))
 
 

@@ -142,7 +142,12 @@ class Link:
                         continue
                     if answer.type == FrameType.NAK:
                         code = answer.payload[0] if answer.payload else 0
-                        raise BridgeError(BridgeErrorReason.NAK, f"opcode 0x{opcode:02x}", nak_code=code)
+                        raise BridgeError(
+                            BridgeErrorReason.NAK,
+                            f"opcode 0x{opcode:02x}, code {code}",
+                            nak_code=code,
+                            nak_detail=answer.payload[1:],
+                        )
                     return answer.payload
             finally:
                 self._pending = None
