@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from edge.model import CredentialKind
 
@@ -20,14 +21,28 @@ class CredentialRead:
 CredentialCallback = Callable[[CredentialRead], None]
 
 
+class ReaderCondition(StrEnum):
+    OFFLINE = "offline"  # the reader (or its converter or serial line) stopped answering
+    TAMPER = "tamper"  # the reader reports its enclosure opened or its wiring cut
+
+
+# (reader id, condition, active, detail)
+ConditionCallback = Callable[[str, ReaderCondition, bool, str], None]
+
+
 class Reader(ABC):
     def __init__(self, reader_id: str) -> None:
         self.id = reader_id
         self.online = False
         self._on_credential: CredentialCallback = lambda read: None
+        self._on_condition: ConditionCallback = lambda rid, condition, active, detail: None
 
     def bind(self, on_credential: CredentialCallback) -> None:
         self._on_credential = on_credential
+
+    def bind_condition(self, on_condition: ConditionCallback) -> None:
+        """Where the reader reports faults (offline, tamper), on the event loop; the gateway raises alarms."""
+        self._on_condition = on_condition
 
     @abstractmethod
     async def start(self) -> None:
