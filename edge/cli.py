@@ -5,6 +5,7 @@ menwei demo [--for SECONDS]      the real gateway with simulated devices, throug
 menwei validate-config FILE      check a config file; exit 2 with one line per problem
 menwei audit verify --config F   check the event log's hash chain; names the first broken link
 menwei face enroll DIR --config F --pack D   enrol face photos (edge/face/cli.py)
+menwei firmware update --port P RELEASE      update a door-controller board (firmware-bridge/cli.py)
 menwei version
 """
 
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     from edge.face.cli import add_parser as add_face_parser
 
     add_face_parser(sub)
+    from firmware_bridge.cli import add_parser as add_firmware_parser
+
+    add_firmware_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -89,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             from edge.face.cli import face_main
 
             return face_main(args)
+        if args.command == "firmware":
+            from firmware_bridge.cli import firmware_main
+
+            return firmware_main(args)
     except ConfigError as err:
         print(f"menwei: config error:\n{err}", file=sys.stderr)
         return EXIT_CONFIG
