@@ -86,7 +86,9 @@ class LandmarkMotion:
             return Verdict(False, f"needs {self.min_frames} frames, has {len(history)}")
         observations = list(history)
         reference = observations[0].face.landmarks
-        motion = float(np.median([similarity_residual(reference, o.face.landmarks) for o in observations[1:]]))
+        motion = float(
+            np.median([similarity_residual(reference, o.face.landmarks) for o in observations[1:]])
+        )
         if motion < self.min_motion:
             return Verdict(False, f"no natural motion ({motion:.3f} < {self.min_motion})", motion)
         return Verdict(True, f"natural motion {motion:.3f}", motion)
