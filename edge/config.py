@@ -418,7 +418,46 @@ class SimulatedReader(ReaderBase):
     type: Literal["simulated"] = Field(description="Reader kind.")
 
 
-ReaderConfig = Annotated[SimulatedReader, Field(discriminator="type")]
+def _line_format(value: str) -> str:
+    from drivers.wiegand.lines import LineFormat  # pure Python: no hardware library
+
+    try:
+        LineFormat(value)
+    except (ValueError, re.error) as err:
+        raise PydanticCustomError("line_format", "{why}", {"why": str(err)}) from None
+    return value
+
+
+class WiegandSerialReader(ReaderBase):
+    """A Wiegand card reader or keypad behind a Wiegand-to-serial converter (drivers/wiegand/)."""
+
+    type: Literal["wiegand-serial"] = Field(description="Reader kind.")
+    port: Text = Field(description="Serial port of the converter, e.g. /dev/ttyUSB1, or a pyserial URL.")
+    baudrate: int = Field(default=9600, ge=300, le=4_000_000, description="Serial speed, bits per second.")
+    card_format: Literal["h10301", "h10306", "h10302", "h10304"] = Field(
+        default="h10301",
+        description="Wiegand card format: 'h10301' (26-bit), 'h10306' (34-bit), 'h10302' or 'h10304' (37-bit).",
+    )
+    line_format: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_line_format)] = Field(
+        default="bits",
+        description=(
+            "What the converter prints per card: 'bits', 'hex', 'decimal', 'facility-number', or a regular "
+            "expression with named groups (bits | length+hex | number [+ facility])."
+        ),
+    )
+    facility_code: int | None = Field(
+        default=None, ge=0, le=0xFFFF, description="Site facility code; cards of another facility are denied."
+    )
+    pin_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        allow_inf_nan=False,
+        description="Seconds before an unfinished PIN is dropped.",
+    )
+
+
+ReaderConfig = Annotated[SimulatedReader | WiegandSerialReader, Field(discriminator="type")]
 
 
 class DoorConfig(Section):

@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 from drivers.door_controller import DoorController, InputChange
-from drivers.reader import Reader
+from drivers.reader import Reader, ReaderCondition
 from edge.clock import Clock
-from edge.config import GatewayConfig, ModbusRtuController, ModbusTcpController
+from edge.config import GatewayConfig, ModbusRtuController, ModbusTcpController, WiegandSerialReader
 from edge.door import DoorRunner
 from edge.errors import ConfigError, DeviceError
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
@@ -127,6 +127,14 @@ class DoorIO:
             unlock = door_id in after or runner.machine.relay_unlocked
             self._drive(runner.door, relay_level(runner.door, unlock), None)
 
+    def reader_condition(self, reader_id: str, condition: ReaderCondition, active: bool, detail: str) -> None:
+        """A reader's fault (offline, tamper) as an alarm; the reader reports each change once."""
+        kind = AlarmKind.TAMPER if condition is ReaderCondition.TAMPER else AlarmKind.DEVICE_OFFLINE
+        (log.error if active else log.info)("reader %s %s: %s", reader_id, condition.value, detail)
+        self._bus.publish(
+            AlarmEvent(at=self._clock.now(), kind=kind, active=active, device_id=reader_id, detail=detail)
+        )
+
     def _on_online(self, controller_id: str, online: bool, detail: str) -> None:
         previous = self._online.get(controller_id)
         self._online[controller_id] = online
@@ -199,6 +207,8 @@ def build_devices(config: GatewayConfig) -> Devices:
             from drivers.sim.reader import SimulatedReader
 
             devices.readers[r.id] = SimulatedReader(r.id)
+        elif isinstance(r, WiegandSerialReader):
+            devices.readers[r.id] = _wiegand_reader(r)
     return devices
 
 
@@ -239,4 +249,19 @@ def _modbus_controller(c: ModbusTcpController | ModbusRtuController, buses: dict
         inputs=c.inputs,
         profile=profile,
         poll_seconds=c.poll_seconds,
+    )
+
+
+def _wiegand_reader(r: WiegandSerialReader) -> Reader:
+    from drivers.wiegand.converter import WiegandConverterReader
+    from drivers.wiegand.decoder import WiegandFormat
+
+    return WiegandConverterReader(
+        r.id,
+        r.port,
+        card_format=WiegandFormat(r.card_format),
+        line_format=r.line_format,
+        baudrate=r.baudrate,
+        facility=r.facility_code,
+        pin_timeout=r.pin_timeout_seconds,
     )

@@ -92,6 +92,7 @@ class Gateway:
         )
         for reader in self.devices.readers.values():
             reader.bind(self._on_read)
+            reader.bind_condition(self._io.reader_condition)
         for controller in self.devices.controllers.values():
             await controller.start()
         for reader in self.devices.readers.values():

@@ -23,7 +23,7 @@ import struct
 _HAVE_HQX = hasattr(binascii, "crc_hqx")  # MicroPython's binascii has no crc_hqx
 
 VERSION = 1
-HEADER = struct.Struct(">BBHB")  # version, type, seq, opcode
+HEADER = ">BBHB"  # version, type, seq, opcode (a format string: MicroPython has no struct.Struct)
 HEADER_SIZE = 5
 CRC_SIZE = 2
 MAX_PAYLOAD = 288  # a 256-byte firmware chunk plus its offset and CRC-32 fit
@@ -145,7 +145,7 @@ def encode_frame(frame: Frame) -> bytes:
     """The bytes to write, delimiters included."""
     if len(frame.payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
-    raw = HEADER.pack(frame.version, frame.type, frame.seq & 0xFFFF, frame.opcode) + frame.payload
+    raw = struct.pack(HEADER, frame.version, frame.type, frame.seq & 0xFFFF, frame.opcode) + frame.payload
     raw += struct.pack(">H", crc16(raw))
     return DELIMITER + cobs_encode(raw) + DELIMITER
 
@@ -161,7 +161,7 @@ def decode_frame(encoded: bytes) -> Frame:
     (crc,) = struct.unpack(">H", raw[-CRC_SIZE:])
     if crc != crc16(body):
         raise FrameError(FrameFault.CRC)
-    version, type_, seq, opcode = HEADER.unpack(body[:HEADER_SIZE])
+    version, type_, seq, opcode = struct.unpack(HEADER, body[:HEADER_SIZE])
     if version != VERSION:
         raise FrameError(FrameFault.VERSION, str(version))
     if type_ not in FrameType.ALL:

@@ -31,6 +31,8 @@ NAK payload: code:u8 detail (for NakCode.OFFSET, detail is the expected offset:u
 
 import struct
 
+# struct format strings, not struct.Struct objects: MicroPython's struct has no Struct class.
+
 
 class Op:
     STATUS = 0x01
@@ -90,63 +92,63 @@ SHA256_SIZE = 32
 SIGNATURE_SIZE = 64
 SIGNED_PREFIX = b"menwei-firmware-v1\x00"
 
-_U32 = struct.Struct(">I")
-_PULSE = struct.Struct(">BBI")
-_OUTPUT = struct.Struct(">BB")
-_LED = struct.Struct(">BBH")
-_BUZZER = struct.Struct(">HB")
-_STATUS = struct.Struct(">IIBBBBB")
-_HEARTBEAT = struct.Struct(">II")
-_BOOT = struct.Struct(">IBB")
-_INPUT = struct.Struct(">BB")
-_READER = struct.Struct(">BBB")
-_CHUNK = struct.Struct(">II")
+_U32 = ">I"
+_PULSE = ">BBI"
+_OUTPUT = ">BB"
+_LED = ">BBH"
+_BUZZER = ">HB"
+_STATUS = ">IIBBBBB"
+_HEARTBEAT = ">II"
+_BOOT = ">IBB"
+_INPUT = ">BB"
+_READER = ">BBB"
+_CHUNK = ">II"
 _BEGIN_FIXED = 4 + SHA256_SIZE + SIGNATURE_SIZE
 
 
 def u32(value: int) -> bytes:
-    return _U32.pack(value)
+    return struct.pack(_U32, value)
 
 
 def read_u32(payload: bytes) -> int:
     if len(payload) < 4:
         raise ValueError("payload too short for u32")
-    return int(_U32.unpack(payload[:4])[0])
+    return int(struct.unpack(_U32, payload[:4])[0])
 
 
 def pack_pulse(output: int, energised: bool, ms: int) -> bytes:
-    return _PULSE.pack(output, 1 if energised else 0, ms)
+    return struct.pack(_PULSE, output, 1 if energised else 0, ms)
 
 
 def unpack_pulse(payload: bytes) -> tuple[int, bool, int]:
-    output, energised, ms = _PULSE.unpack(payload)
+    output, energised, ms = struct.unpack(_PULSE, payload)
     return output, bool(energised), ms
 
 
 def pack_output(output: int, energised: bool) -> bytes:
-    return _OUTPUT.pack(output, 1 if energised else 0)
+    return struct.pack(_OUTPUT, output, 1 if energised else 0)
 
 
 def unpack_output(payload: bytes) -> tuple[int, bool]:
-    output, energised = _OUTPUT.unpack(payload)
+    output, energised = struct.unpack(_OUTPUT, payload)
     return output, bool(energised)
 
 
 def pack_led(led: int, colour: int, ms: int) -> bytes:
-    return _LED.pack(led, colour, ms)
+    return struct.pack(_LED, led, colour, ms)
 
 
 def unpack_led(payload: bytes) -> tuple[int, int, int]:
-    led, colour, ms = _LED.unpack(payload)
+    led, colour, ms = struct.unpack(_LED, payload)
     return led, colour, ms
 
 
 def pack_buzzer(ms: int, count: int) -> bytes:
-    return _BUZZER.pack(ms, count)
+    return struct.pack(_BUZZER, ms, count)
 
 
 def unpack_buzzer(payload: bytes) -> tuple[int, int]:
-    ms, count = _BUZZER.unpack(payload)
+    ms, count = struct.unpack(_BUZZER, payload)
     return ms, count
 
 
@@ -160,13 +162,17 @@ def pack_status(
     inputs: int,
     version: str,
 ) -> bytes:
-    head = _STATUS.pack(boot_id, uptime_ms & 0xFFFFFFFF, cause, slot, 1 if confirmed else 0, outputs, inputs)
+    head = struct.pack(
+        _STATUS, boot_id, uptime_ms & 0xFFFFFFFF, cause, slot, 1 if confirmed else 0, outputs, inputs
+    )
     return head + version.encode()
 
 
 def unpack_status(payload: bytes) -> tuple[int, int, int, int, bool, int, int, str]:
-    boot_id, uptime, cause, slot, confirmed, outputs, inputs = _STATUS.unpack(payload[: _STATUS.size])
-    version = bytes(payload[_STATUS.size :]).decode()
+    boot_id, uptime, cause, slot, confirmed, outputs, inputs = struct.unpack(
+        _STATUS, payload[: struct.calcsize(_STATUS)]
+    )
+    version = bytes(payload[struct.calcsize(_STATUS) :]).decode()
     return boot_id, uptime, cause, slot, bool(confirmed), outputs, inputs, version
 
 
@@ -186,39 +192,39 @@ def unpack_inputs(payload: bytes) -> list[bool]:
 
 
 def pack_heartbeat(boot_id: int, uptime_ms: int) -> bytes:
-    return _HEARTBEAT.pack(boot_id, uptime_ms & 0xFFFFFFFF)
+    return struct.pack(_HEARTBEAT, boot_id, uptime_ms & 0xFFFFFFFF)
 
 
 def unpack_heartbeat(payload: bytes) -> tuple[int, int]:
-    boot_id, uptime = _HEARTBEAT.unpack(payload)
+    boot_id, uptime = struct.unpack(_HEARTBEAT, payload)
     return boot_id, uptime
 
 
 def pack_boot(boot_id: int, cause: int, slot: int, version: str) -> bytes:
-    return _BOOT.pack(boot_id, cause, slot) + version.encode()
+    return struct.pack(_BOOT, boot_id, cause, slot) + version.encode()
 
 
 def unpack_boot(payload: bytes) -> tuple[int, int, int, str]:
-    boot_id, cause, slot = _BOOT.unpack(payload[: _BOOT.size])
-    return boot_id, cause, slot, bytes(payload[_BOOT.size :]).decode()
+    boot_id, cause, slot = struct.unpack(_BOOT, payload[: struct.calcsize(_BOOT)])
+    return boot_id, cause, slot, bytes(payload[struct.calcsize(_BOOT) :]).decode()
 
 
 def pack_input_event(number: int, active: bool) -> bytes:
-    return _INPUT.pack(number, 1 if active else 0)
+    return struct.pack(_INPUT, number, 1 if active else 0)
 
 
 def unpack_input_event(payload: bytes) -> tuple[int, bool]:
-    number, active = _INPUT.unpack(payload)
+    number, active = struct.unpack(_INPUT, payload)
     return number, bool(active)
 
 
 def pack_reader_event(reader: int, fmt: int, bits: int, data: bytes) -> bytes:
-    return _READER.pack(reader, fmt, bits) + data
+    return struct.pack(_READER, reader, fmt, bits) + data
 
 
 def unpack_reader_event(payload: bytes) -> tuple[int, int, int, bytes]:
-    reader, fmt, bits = _READER.unpack(payload[: _READER.size])
-    return reader, fmt, bits, bytes(payload[_READER.size :])
+    reader, fmt, bits = struct.unpack(_READER, payload[: struct.calcsize(_READER)])
+    return reader, fmt, bits, bytes(payload[struct.calcsize(_READER) :])
 
 
 def pack_begin(size: int, sha256: bytes, signature: bytes, version: str) -> bytes:
@@ -237,12 +243,12 @@ def unpack_begin(payload: bytes) -> tuple[int, bytes, bytes, str]:
 
 
 def pack_chunk(offset: int, crc32: int, data: bytes) -> bytes:
-    return _CHUNK.pack(offset, crc32) + data
+    return struct.pack(_CHUNK, offset, crc32) + data
 
 
 def unpack_chunk(payload: bytes) -> tuple[int, int, bytes]:
-    offset, crc = _CHUNK.unpack(payload[: _CHUNK.size])
-    return offset, crc, bytes(payload[_CHUNK.size :])
+    offset, crc = struct.unpack(_CHUNK, payload[: struct.calcsize(_CHUNK)])
+    return offset, crc, bytes(payload[struct.calcsize(_CHUNK) :])
 
 
 def pack_nak(code: int, detail: bytes = b"") -> bytes:

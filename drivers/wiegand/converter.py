@@ -70,6 +70,7 @@ class WiegandConverterReader(Reader):
         self._pin: list[str] = []
         self._pin_at = 0.0
         self._garbled_run = False
+        self._reported: bool | None = None  # last online state reported
 
     def _default_open(self) -> Any:
         import serial
@@ -131,8 +132,9 @@ class WiegandConverterReader(Reader):
             self._pin.append(key.key)
 
     def _condition(self, online: bool, detail: str) -> None:
-        if online != self.online:
-            self.online = online
+        previous, self._reported = self._reported, online
+        self.online = online
+        if previous is not online and not (previous is None and online):  # a first "online" is not news
             self._on_condition(self.id, ReaderCondition.OFFLINE, not online, detail)
 
     # --- the serial thread -----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from edge.config import (
     SimulatedReader,
     SiteSection,
     StoreSection,
+    WiegandSerialReader,
     load_config,
     redacted_dict,
 )
@@ -184,6 +185,7 @@ def test_config_models_are_all_found() -> None:
         ModbusProfileConfig,
         DoorConfig,
         SimulatedReader,
+        WiegandSerialReader,
         AntiPassbackConfig,
         FireAlarmConfig,
     }

@@ -99,7 +99,6 @@ async def test_absent_converter_is_reported_offline() -> None:
 
     reader = WiegandConverterReader("r", "/dev/ttyUSB9", card_format=H10301, open_port=no_port)
     reader.bind_condition(lambda rid, condition, active, detail: conditions.append((condition, active)))
-    reader.online = True  # as if it had been up
     await reader.start()
     try:
         await until(lambda: conditions == [(ReaderCondition.OFFLINE, True)])
