@@ -19,7 +19,8 @@ from types import TracebackType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firmware_bridge.device.core import DeviceConfig
-from firmware_bridge.device.sim import MemoryStorage, SimBoard, SimulatedDevice
+from firmware_bridge.device.hal import Storage
+from firmware_bridge.device.sim import SimBoard, SimulatedDevice
 from firmware_bridge.link import LinkTiming
 from firmware_bridge.relay import FaultRelay, open_pty
 
@@ -32,7 +33,7 @@ class Bench:
         release_key: Ed25519PrivateKey | None = None,
         board: SimBoard | None = None,
         config: DeviceConfig | None = None,
-        storage: MemoryStorage | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.release_key = release_key or Ed25519PrivateKey.generate()
         public = self.release_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)

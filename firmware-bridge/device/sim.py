@@ -179,7 +179,7 @@ class SimulatedDevice:
         release_key: bytes,
         *,
         board: SimBoard | None = None,
-        storage: MemoryStorage | None = None,
+        storage: Storage | None = None,
         config: DeviceConfig | None = None,
     ) -> None:
         self.port = FdPort(fd)
