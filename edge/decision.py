@@ -56,6 +56,8 @@ class Reason(StrEnum):
     PASS_KEY_RETIRED = "pass_key_retired"
     PASS_WRONG_SITE = "pass_wrong_site"
     CLOCK_UNTRUSTED = "clock_untrusted"  # passes fail closed while the gateway cannot trust its clock
+    # A door that needs a face and a second credential got one of them (edge.face.factors).
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
 
     @property
     def granted(self) -> bool:

@@ -28,6 +28,7 @@ from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
 from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
 from edge.events import DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
+from edge.face.factors import CombinedFactors
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
 from edge.passes.token import is_token
@@ -62,6 +63,7 @@ class Gateway:
         self._warned_no_pin_key = False
         self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
+        self.factors: CombinedFactors | None = None
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -151,7 +153,10 @@ class Gateway:
         else:
             value = self._pin(read.value) if read.kind is CredentialKind.PIN else read.value
             request = AccessRequest(read.reader_id, read.kind, value, self.clock.now())
-            decision = engine.decide(request, self.clock.monotonic())
+            if self.factors is not None:  # doors that need a face and a second credential
+                decision = self.factors.decide(engine, request, self.clock.monotonic())
+            else:
+                decision = engine.decide(request, self.clock.monotonic())
         self.bus.publish(DecisionEvent(at=decision.at, decision=decision))
         if decision.granted and decision.pass_id is not None:
             uses = dict(engine.state.pass_uses)
