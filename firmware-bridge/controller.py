@@ -5,7 +5,8 @@ simulated ones: outputs written as energised or not, inputs reported as InputCha
   gateway dies. A write without becomes SET_OUTPUT.
 - Input levels are re-read whenever the link comes up or the board has reset, and only real changes are
   reported: events lost while the cable was out are made good, and a replayed event changes nothing.
-- Reader data (Wiegand bits, keypad keys) from the board goes to `on_reader`, for a reader driver to bind.
+- Reader data (Wiegand bits, keypad keys) from the board goes to the reader driver attached to that reader
+  input (firmware_bridge.reader), or to `on_reader`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class FirmwareBridgeController(DoorController):
             on_boot=self._on_boot,
             name=controller_id,
         )
-        self.on_reader: Callable[[ReaderData], None] = lambda data: None
+        self.on_reader: Callable[[ReaderData], None] = lambda data: None  # readers not attached by number
+        self._readers: dict[int, Callable[[ReaderData], None]] = {}
         self._levels: dict[int, bool] = {}
         self._sync: asyncio.Task[None] | None = None
 
@@ -94,6 +96,10 @@ class FirmwareBridgeController(DoorController):
                 await self.link.request(Op.SET_OUTPUT, p.pack_output(output, energised))
         except BridgeError as err:
             raise DriverError(self.id, _REASONS[err.reason], str(err)) from err
+
+    def attach_reader(self, number: int, callback: Callable[[ReaderData], None]) -> None:
+        """Send the board's reader input `number` to callback (firmware_bridge.reader does this)."""
+        self._readers[number] = callback
 
     # --- from the link -------------------------------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class FirmwareBridgeController(DoorController):
                 self._input(*p.unpack_input_event(frame.payload))
             elif frame.opcode == Op.EV_READER:
                 reader, fmt, bits, data = p.unpack_reader_event(frame.payload)
-                self.on_reader(ReaderData(self.id, reader, fmt, bits, data))
+                self._readers.get(reader, self.on_reader)(ReaderData(self.id, reader, fmt, bits, data))
             elif frame.opcode == Op.EV_BOOT:
                 _, cause, slot, version = p.unpack_boot(frame.payload)
                 log.info(
