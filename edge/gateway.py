@@ -28,7 +28,7 @@ from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
 from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
 from edge.events import DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
-from edge.face.factors import CombinedFactors
+from edge.face.factors import CombinedFactors, FactorRule
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
 from edge.passes.token import is_token
@@ -63,7 +63,14 @@ class Gateway:
         self._warned_no_pin_key = False
         self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
-        self.factors: CombinedFactors | None = None
+        face = config.face
+        self.factors: CombinedFactors | None = (
+            CombinedFactors(
+                FactorRule(d, within_seconds=face.second_factor_seconds) for d in face.second_factor_doors
+            )
+            if face is not None and face.second_factor_doors
+            else None
+        )
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
