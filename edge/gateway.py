@@ -28,6 +28,7 @@ from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
 from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
 from edge.events import DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
+from edge.face.consent import FaceTemplateKeeper
 from edge.face.factors import CombinedFactors, FactorRule
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
@@ -71,6 +72,9 @@ class Gateway:
             if face is not None and face.second_factor_doors
             else None
         )
+        self.face_templates = (
+            FaceTemplateKeeper(config.gateway.data_dir, self._face_reloaders) if face is not None else None
+        )
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -79,6 +83,8 @@ class Gateway:
         acl, modes, lockdown, pass_uses = await asyncio.to_thread(self._load)
         state = GatewayState(door_modes=modes, lockdown=lockdown, pass_uses=pass_uses)
         self.engine = DecisionEngine(self.site, acl, state)
+        if self.face_templates is not None:  # before the face readers start: no stale template is ever loaded
+            await asyncio.to_thread(self.face_templates.sync, self.face_templates.consenting(acl))
         # The access list lives for hours or days: take it out of the cyclic collector's scans, or a full
         # collection walks 400,000 objects and stalls the doors for ~100 ms. (It is freed by reference
         # counting when a newer list replaces it.)
@@ -171,6 +177,20 @@ class Gateway:
             self.passes.note_use(decision)
         return decision
 
+    def _sync_face_templates(self) -> None:
+        if self.face_templates is not None:
+            consenting = self.face_templates.consenting(self._engine().acl)
+            self.spawn(asyncio.to_thread(self.face_templates.sync, consenting))
+
+    def _face_reloaders(self) -> list[Callable[[], None]]:
+        # Called from the sync thread: reader.reload only writes to the worker's pipe.
+        reloaders: list[Callable[[], None]] = []
+        for reader in self.devices.readers.values():
+            reload = getattr(reader, "reload", None)
+            if callable(reload):
+                reloaders.append(reload)
+        return reloaders
+
     def _pin(self, pin: str) -> str:
         """The PIN's digest under the site key; the PIN itself goes no further than this line."""
         if self._pin_key is None:
@@ -208,6 +228,7 @@ class Gateway:
         await asyncio.to_thread(self._save_acl, acl)
         self._engine().acl = acl
         log.info("access list version %d in force: %s", acl.version, acl.counts())
+        self._sync_face_templates()
 
     async def apply_delta(
         self,
@@ -225,6 +246,7 @@ class Gateway:
             raise RuntimeError("the access list was replaced while a delta was being applied")
         update(acl)
         acl.version = version
+        self._sync_face_templates()
 
     def open_door(self, door_id: str, *, by: str, reason: str = "") -> bool:
         """Release a door for its unlock time on an operator's word (cloud command, console), audited with who

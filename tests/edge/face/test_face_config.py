@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,53 @@ def test_build_devices_makes_a_supervised_face_reader_and_the_gateway_combines_f
     gateway = Gateway(config, devices)
     assert gateway.factors is not None
     assert set(gateway.factors.rules) == {"lobby"}
+
+
+async def test_templates_follow_the_access_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from edge.config import GatewayConfig
+    from edge.devices import build_devices
+    from edge.face.templates import TemplateStore
+    from edge.gateway import DB_NAME, Gateway
+    from edge.model import AccessList, Person
+    from edge.store.access_store import save_access_list
+    from edge.store.db import open_db
+
+    monkeypatch.setenv("MENWEI_SECRET_FACE_KEY", "ab" * 32)
+    config = load(tmp_path, CARD + FACE)
+    assert isinstance(config, GatewayConfig)
+    store = TemplateStore.open(tmp_path / "data", bytes.fromhex("ab" * 32))
+    for person in ("ann", "bob", "carl"):
+        store.add(f"tpl-{person}", person, "p", np.ones(8, np.float32))
+    store.close()
+    devices = build_devices(config)
+    reloaded: list[bool] = []
+    devices.readers["lobby-face"].reload = lambda: reloaded.append(True)  # type: ignore[attr-defined]
+    devices.readers["lobby-face"].start = _no_start  # type: ignore[method-assign]
+    gateway = Gateway(config, devices)
+    db = open_db(tmp_path / "data" / DB_NAME)
+    save_access_list(
+        db,
+        AccessList.build(version=1, people=[Person("ann", "Ann", face_consent=True), Person("bob", "Bob")]),
+    )
+    db.close()
+    await gateway.start()
+    store = TemplateStore.open(tmp_path / "data", bytes.fromhex("ab" * 32))
+    assert [t.person_id for t in store.load("p")] == ["ann"]  # bob never consented, carl is gone
+    store.close()
+    try:
+        await gateway.replace_access_list(AccessList.build(version=2, people=[Person("ann", "Ann")]))
+        for _ in range(100):
+            if len(reloaded) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await gateway.stop()
+    store = TemplateStore.open(tmp_path / "data", bytes.fromhex("ab" * 32))
+    assert store.count() == 0
+    assert reloaded
+
+
+async def _no_start() -> None:
+    return None
