@@ -181,6 +181,7 @@ def build_devices(config: GatewayConfig) -> Devices:
     """Create the drivers the config names. Hardware libraries are imported inside their drivers, so a gateway
     without (say) BLE installs and runs without bleak."""
     from edge.config import FirmwareBridgeController as FirmwareBridgeConfig
+    from edge.config import FirmwareBridgeReader as FirmwareBridgeReaderConfig
 
     devices = Devices()
     buses: dict[str, Any] = {}  # one ModbusBus per serial port or TCP endpoint, shared by its boards
@@ -203,16 +204,31 @@ def build_devices(config: GatewayConfig) -> Devices:
     for fire in config.fire_alarms:
         devices.fire_inputs[(fire.controller, fire.input)] = tuple(fire.doors)
     for r in config.readers:
+        if isinstance(r, FirmwareBridgeReaderConfig):
+            from firmware_bridge.controller import FirmwareBridgeController as BridgeBoard
+            from firmware_bridge.reader import FirmwareBridgeReader
+
+            from drivers.wiegand.decoder import WiegandFormat
+
+            board = devices.controllers.get(r.controller)
+            if not isinstance(board, BridgeBoard):
+                raise ConfigError(f"reader {r.id!r}: {r.controller!r} is not a firmware-bridge controller")
+            devices.readers[r.id] = FirmwareBridgeReader(
+                r.id,
+                board,
+                board_reader=r.board_reader,
+                card_format=WiegandFormat(r.card_format),
+                facility=r.facility_code,
+                led=r.led,
+                pin_timeout=r.pin_timeout_seconds,
+            )
+            continue
         if r.type == "simulated":
             from drivers.sim.reader import SimulatedReader
 
             devices.readers[r.id] = SimulatedReader(r.id)
         elif isinstance(r, WiegandSerialReader):
             devices.readers[r.id] = _wiegand_reader(r)
-    if config.face is not None:
-        from drivers.face.build import face_readers
-
-        devices.readers.update(face_readers(config))
     return devices
 
 

@@ -17,10 +17,9 @@ from edge.config import (
     DEFAULT_DATA_DIR,
     AntiPassbackConfig,
     DoorConfig,
-    FaceCameraReader,
-    FaceSection,
     FireAlarmConfig,
     FirmwareBridgeController,
+    FirmwareBridgeReader,
     GatewayConfig,
     GatewaySection,
     LoggingSection,
@@ -187,11 +186,10 @@ def test_config_models_are_all_found() -> None:
         ModbusProfileConfig,
         DoorConfig,
         SimulatedReader,
+        FirmwareBridgeReader,
         WiegandSerialReader,
         AntiPassbackConfig,
         FireAlarmConfig,
-        FaceSection,
-        FaceCameraReader,
     }
 
 
