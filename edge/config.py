@@ -288,6 +288,62 @@ class PassesSection(Section):
 # --- hardware lists ----------------------------------------------------------------------------------------
 
 
+class FaceSection(Section):
+    """[face]: face recognition at doors with a face-camera reader (edge/face, drivers/face, docs/faces.md)."""
+
+    pack_dir: LaxPath = Field(
+        description=(
+            "Model pack directory (detector + recognizer ONNX files), checked against its manifest's sha-256 "
+            "on start. The operator copies it there; menwei never downloads models."
+        )
+    )
+    manifest: Text | None = Field(
+        default=None,
+        description="Manifest name in config/model-packs (default: the pack directory's name).",
+    )
+    threads: int = Field(default=1, ge=1, le=8, description="onnxruntime threads per model session.")
+    match_threshold: float | None = Field(
+        default=None, gt=-1, lt=1, description="Lowest cosine similarity that matches (default: the pack's)."
+    )
+    margin: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="Lead of the best person over the next one (default: the pack's).",
+    )
+    min_face_px: float = Field(
+        default=80.0, gt=0, description="Smaller faces (people further away) are ignored: the distance gate."
+    )
+    agree_frames: int = Field(
+        default=3, ge=1, le=30, description="Consecutive frames that must match the same person."
+    )
+    cooldown_seconds: float = Field(
+        default=10.0, ge=0, description="A recognised person is not reported again for this long."
+    )
+    unknown_after_seconds: float = Field(
+        default=3.0, gt=0, description="An unmatched face lingering this long is reported as unknown."
+    )
+    min_motion: float = Field(
+        default=0.05,
+        ge=0,
+        description="Liveness: natural landmark motion required (edge/face/liveness.py; calibrate per camera).",
+    )
+    snapshots_keep: int = Field(
+        default=500,
+        ge=0,
+        description="Unknown-face snapshots kept on this gateway, at most (oldest go first).",
+    )
+    snapshots_max_age_days: float = Field(
+        default=7.0, gt=0, description="Unknown-face snapshots older than this are deleted."
+    )
+    second_factor_doors: list[Slug] = Field(
+        default=[], description="Doors where a face must be combined with a card, PIN or phone key."
+    )
+    second_factor_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Time allowed between the face and the second credential."
+    )
+
+
 class ControllerBase(Section):
     """What every controller kind has: door outputs (relays) and inputs (contacts, exit buttons, tamper)."""
 
@@ -457,6 +513,22 @@ class WiegandSerialReader(ReaderBase):
     )
 
 
+class FaceCameraReader(ReaderBase):
+    """A camera recognising residents' faces (drivers/face): reads are FACE credentials decided like a card.
+    Needs the [face] section and the `vision` extra; its door must also have a non-face reader."""
+
+    type: Literal["face-camera"] = Field(description="Reader kind.")
+    source: int | Text = Field(
+        description=(
+            "Frames from: a device index (0 = /dev/video0), an RTSP or HTTP URL, a video file, an image file "
+            "or a folder of images (the simulated camera)."
+        )
+    )
+    fps: float = Field(
+        default=10.0, gt=0, le=30, allow_inf_nan=False, description="Frames processed per second, at most."
+    )
+
+
 class FirmwareBridgeReader(ReaderBase):
     """A Wiegand card reader or keypad wired to a firmware-bridge board's reader input (firmware_bridge.reader)."""
 
@@ -487,7 +559,8 @@ class FirmwareBridgeReader(ReaderBase):
 
 
 ReaderConfig = Annotated[
-    SimulatedReader | FirmwareBridgeReader | WiegandSerialReader, Field(discriminator="type")
+    SimulatedReader | FirmwareBridgeReader | WiegandSerialReader | FaceCameraReader,
+    Field(discriminator="type"),
 ]
 
 
@@ -583,6 +656,9 @@ class GatewayConfig(Section):
     )
     mqtt: MqttSection | None = Field(default=None, description="Cloud link; absent means offline only.")
     passes: PassesSection = Field(default_factory=PassesSection, description="Visitor passes (QR tokens).")
+    face: FaceSection | None = Field(
+        default=None, description="Face recognition; absent means no face doors."
+    )
     controllers: list[ControllerConfig] = Field(default=[], description="Door controllers ([[controllers]]).")
     doors: list[DoorConfig] = Field(default=[], description="Doors ([[doors]]); at least one.")
     readers: list[ReaderConfig] = Field(default=[], description="Credential readers ([[readers]]).")
@@ -716,6 +792,25 @@ def _cross_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
         yield ("passes", "walkin_hours"), f"is more than walkin_max_hours ({passes.walkin_max_hours})"
     if passes.walkin_uses > passes.walkin_max_uses:
         yield ("passes", "walkin_uses"), f"is more than walkin_max_uses ({passes.walkin_max_uses})"
+    yield from _face_problems(cfg)
+
+
+def _face_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
+    face_doors = {r.door for r in cfg.readers if isinstance(r, FaceCameraReader)}
+    other_doors = {r.door for r in cfg.readers if not isinstance(r, FaceCameraReader)}
+    for i, reader in enumerate(cfg.readers):
+        if isinstance(reader, FaceCameraReader):
+            if cfg.face is None:
+                yield ("readers", i, "type"), "a face-camera reader needs a [face] section"
+            elif reader.door not in other_doors:
+                yield (
+                    ("readers", i, "door"),
+                    f"door {reader.door!r} needs a non-face reader too (card, PIN, BLE)",
+                )
+    if cfg.face is not None:
+        for i, door_id in enumerate(cfg.face.second_factor_doors):
+            if door_id not in face_doors:
+                yield ("face", "second_factor_doors", i), f"door {door_id!r} has no face-camera reader"
 
 
 def _duplicates(section: str, key: str, what: str, ids: Sequence[str]) -> Iterator[tuple[Loc, str]]:

@@ -229,6 +229,10 @@ def build_devices(config: GatewayConfig) -> Devices:
             devices.readers[r.id] = SimulatedReader(r.id)
         elif isinstance(r, WiegandSerialReader):
             devices.readers[r.id] = _wiegand_reader(r)
+    if config.face is not None:
+        from drivers.face.build import face_readers
+
+        devices.readers.update(face_readers(config))
     return devices
 
 

@@ -17,6 +17,8 @@ from edge.config import (
     DEFAULT_DATA_DIR,
     AntiPassbackConfig,
     DoorConfig,
+    FaceCameraReader,
+    FaceSection,
     FireAlarmConfig,
     FirmwareBridgeController,
     FirmwareBridgeReader,
@@ -190,6 +192,8 @@ def test_config_models_are_all_found() -> None:
         WiegandSerialReader,
         AntiPassbackConfig,
         FireAlarmConfig,
+        FaceSection,
+        FaceCameraReader,
     }
 
 
