@@ -14,7 +14,6 @@ then releases and a fail-secure strike stays locked, as each door's lock type sa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -63,17 +62,23 @@ class ModbusDoorController(DoorController):
         self._state: list[bool] = [False] * inputs  # as last reported; inputs start inactive
         self._task: asyncio.Task[None] | None = None
         self._protocol_fault = False
+        self._stopping = False
 
     async def start(self) -> None:
+        self._stopping = False
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"modbus-{self.id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            # Cancel, and cancel again if it is lost: on Python 3.11 asyncio.wait_for (inside pymodbus) can
+            # swallow a cancellation that arrives just as the reply does. The flag ends the loop either way.
+            task.cancel()
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.1)
+                task.cancel()
         await self._release_all()
         self.bus.release()
         self.online = False
@@ -113,7 +118,7 @@ class ModbusDoorController(DoorController):
 
     async def _run(self) -> None:
         delay = self.backoff.initial
-        while True:
+        while not self._stopping:
             try:
                 await self.poll()
             except DriverError as err:
