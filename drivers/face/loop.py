@@ -111,6 +111,7 @@ class FaceLoop:
         self.gallery = gallery
         self.settings = settings or LoopSettings()
         self.liveness: LivenessCheck = liveness or LandmarkMotion()
+        self._keep_frames = bool(getattr(self.liveness, "needs_frames", False))  # texture checks need pixels
         thresholds = pipeline.pack.manifest.thresholds
         self.threshold = (
             self.settings.match_threshold if self.settings.match_threshold is not None else thresholds.match
@@ -175,7 +176,7 @@ class FaceLoop:
     def _step(self, track: _Track, face: Face, frame: Image, now: float) -> Outcome | None:
         if track.done:
             return None
-        track.history.append(Observation(face))
+        track.history.append(Observation(face, frame if self._keep_frames else None))
         self.stats.embedded += 1
         found = self.gallery.search(
             self.pipeline.embed_face(frame, face), threshold=self.threshold, margin=self.margin

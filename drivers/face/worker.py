@@ -42,6 +42,8 @@ class WorkerSettings:
     loop: LoopSettings = field(default_factory=LoopSettings)
     min_motion: float = 0.05  # liveness: edge.face.liveness.LandmarkMotion
     consenting: frozenset[str] | None = None  # people whose templates may be used; None: all stored
+    antispoof_dir: Path | None = None  # MiniFASNet models: a second liveness signal (edge.face.antispoof)
+    antispoof_threshold: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,9 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
     from drivers.face.loop import FaceLoop
     from drivers.qr.camera import open_source
     from edge.errors import MenweiError
+    from edge.face.antispoof import MiniFasnet
     from edge.face.gallery import Gallery
-    from edge.face.liveness import LandmarkMotion
+    from edge.face.liveness import AllOf, LandmarkMotion, LivenessCheck
     from edge.face.packs import load_pack
     from edge.face.pipeline import FacePipeline
     from edge.face.templates import TemplateStore
@@ -99,7 +102,15 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
         return gallery
 
     gallery = build_gallery()
-    loop = FaceLoop(pipeline, gallery, settings.loop, LandmarkMotion(min_motion=settings.min_motion))
+    liveness: LivenessCheck = LandmarkMotion(min_motion=settings.min_motion)
+    if settings.antispoof_dir is not None:
+        try:
+            texture = MiniFasnet(settings.antispoof_dir, settings.antispoof_threshold, tuning=settings.tuning)
+        except MenweiError as err:
+            conn.send(Failed(str(err)))
+            return
+        liveness = AllOf((liveness, texture))
+    loop = FaceLoop(pipeline, gallery, settings.loop, liveness)
     conn.send(Ready(pack.name, pack.describe(), len(gallery)))
     period = 1.0 / settings.fps
     started = time.monotonic()

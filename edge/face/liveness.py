@@ -99,6 +99,11 @@ class AllOf:
     checks: tuple[LivenessCheck, ...]
     name: str = "all-of"
 
+    @property
+    def needs_frames(self) -> bool:
+        """Whether any check looks at pixels (the camera loop then keeps frames in the observations)."""
+        return any(getattr(c, "needs_frames", False) for c in self.checks)
+
     def verdict(self, history: Sequence[Observation]) -> Verdict:
         reasons = []
         for check in self.checks:

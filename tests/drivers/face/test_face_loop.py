@@ -115,3 +115,25 @@ def test_far_faces_and_still_empty_frames_cost_no_recognition(
     empty = np.full((480, 640, 3), 90, np.uint8)
     run(loop, [empty] * 10, start=10.0)
     assert loop.stats.skipped_still >= 9
+
+
+def test_texture_check_as_a_second_signal_can_only_take_passes_away(
+    door_pipeline: FacePipeline, gallery: Gallery, shared: Path, make_frame: Frame
+) -> None:
+    # The simulated frames paste a photo onto grey: MiniFASNet rightly scores them low, so this test checks the
+    # wiring (frames kept, both checks consulted), not MiniFASNet's accuracy (see edge/face/antispoof.py).
+    from edge.face.antispoof import MiniFasnet
+    from edge.face.liveness import AllOf, LandmarkMotion
+
+    models = shared / "models" / "minifasnet"
+    approach = live_approach(door_pipeline, shared, make_frame, 50)
+    lenient = AllOf((LandmarkMotion(), MiniFasnet(models, threshold=0.0)))
+    outcomes = run(FaceLoop(door_pipeline, gallery, liveness=lenient), approach)
+    assert [o.kind for o in outcomes] == [OutcomeKind.RECOGNISED]
+    assert "texture live" in outcomes[0].reason
+    strict = AllOf((LandmarkMotion(), MiniFasnet(models, threshold=1.01)))
+    outcomes = run(
+        FaceLoop(door_pipeline, gallery, LoopSettings(liveness_timeout_seconds=2.0), strict), approach
+    )
+    assert [o.kind for o in outcomes] == [OutcomeKind.SPOOF]
+    assert "minifasnet" in outcomes[0].reason
