@@ -8,12 +8,15 @@ Why three steps:
    to its new owner is therefore never, even for an instant, a delta that gives X away and then revokes it.
 2. `resolve(acl, steps)` walks the steps against the list in force and produces the exact actions to take:
    a revocation marks the credential or pass revoked (so a later read says "revoked", not "unknown"), a
-   removed person takes their credentials along, and a grant that refers to something missing (a credential
-   of an unknown person, a rule for an unknown group) refuses the whole delta with AccessListError, exactly
-   as AccessList.validate() would. It only reads the list, so it runs in a worker thread.
+   revoked pass the list does not hold (a signed QR pass, verified from its token) goes on the revocation
+   list (edge/store/revocation_store.py), a removed person takes their credentials along, and a grant that
+   refers to something missing (a credential of an unknown person, a rule for an unknown group) refuses the
+   whole delta with AccessListError, exactly as AccessList.validate() would. It only reads the list, so it
+   runs in a worker thread.
 3. `write(db, actions)` runs the actions through the store's helpers inside the caller's transaction, and
    `update(acl, actions)` applies the same actions to the in-memory list, on the event loop, between two
-   decisions. Both get the same actions, so disk and memory cannot drift apart.
+   decisions. Both get the same actions, so disk and memory cannot drift apart. (The revocation list lives
+   in the pass runtime, not the access list: `unlisted_revocations(actions)` is what to hand it.)
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import sqlite_utils
 from cloud_sync.messages import (
@@ -54,6 +57,11 @@ from edge.model import (
     VisitorPass,
 )
 from edge.store import access_store
+from edge.store.revocation_store import put_revocations
+
+# How long a revocation of a pass the access list does not hold is kept when the cloud did not say when the
+# pass expires (RevokePass.valid_until).
+DEFAULT_REVOCATION_KEEP = timedelta(days=400)
 
 # --- steps (what the cloud asked for) and actions (what will be done) -------------------------------------
 
@@ -72,6 +80,15 @@ class RevokeCredentialStep:
 @dataclass(frozen=True, slots=True)
 class RevokePassStep:
     pass_id: str
+    forget_after: datetime  # if the list does not hold the pass: how long its revocation is kept
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeUnlistedPass:
+    """A revoked pass the access list does not hold (a signed QR pass): kept on the revocation list by id."""
+
+    pass_id: str
+    forget_after: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +110,7 @@ class RemoveCredentials:
 
 Put = Group | Schedule | Person | AccessRule | Credential | VisitorPass
 Step = RemovePerson | RevokeCredentialStep | RevokePassStep | RemoveRule | PutHolidays | Put
-Action = RemovePerson | RemoveCredentials | RemoveRule | PutHolidays | Put
+Action = RemovePerson | RemoveCredentials | RemoveRule | PutHolidays | RevokeUnlistedPass | Put
 
 # Grants: parents before the things that refer to them. Revocations (rank 0) come first of all.
 _GRANT_RANK = {
@@ -111,20 +128,22 @@ def _rank(op: DeltaOp) -> int:
     return 0 if op.op in REVOKING_OPS else _GRANT_RANK[op.op]
 
 
-def plan(delta: Delta) -> list[Step]:
+def plan(delta: Delta, now: datetime | None = None) -> list[Step]:
     """The delta's ops as domain steps in the order they are applied (stable within a rank, so of two
-    upserts of the same thing the later one wins). Raises AccessListError for a malformed schedule."""
-    return [_step(op) for op in sorted(delta.ops, key=_rank)]
+    upserts of the same thing the later one wins). Raises AccessListError for a malformed schedule.
+    `now` (default: the system clock) dates revocations that carry no expiry of their own."""
+    at = now or datetime.now(UTC)
+    return [_step(op, at) for op in sorted(delta.ops, key=_rank)]
 
 
-def _step(op: DeltaOp) -> Step:
+def _step(op: DeltaOp, now: datetime) -> Step:
     match op:
         case DeletePerson():
             return RemovePerson(op.id)
         case RevokeCredential():
             return RevokeCredentialStep(op.kind, op.value)
         case RevokePass():
-            return RevokePassStep(op.id)
+            return RevokePassStep(op.id, op.valid_until or now + DEFAULT_REVOCATION_KEEP)
         case DeleteRule():
             return RemoveRule(op.id)
         case SetHolidays():
@@ -178,7 +197,9 @@ def resolve(acl: AccessList, steps: Iterable[Step]) -> list[Action]:
                     actions.append(credentials[key])
             case RevokePassStep():
                 vp = passes.get(step.pass_id) or acl.passes.get(step.pass_id)
-                if vp is not None and vp.status is not Status.REVOKED:
+                if vp is None:
+                    actions.append(RevokeUnlistedPass(step.pass_id, step.forget_after))
+                elif vp.status is not Status.REVOKED:
                     passes[vp.id] = dataclasses.replace(vp, status=Status.REVOKED)
                     actions.append(passes[vp.id])
             case RemoveRule() | PutHolidays():
@@ -239,6 +260,8 @@ def write(db: sqlite_utils.Database, actions: Iterable[Action]) -> None:
                 access_store.delete_rule(db, action.rule_id)
             case PutHolidays():
                 access_store.set_holidays(db, sorted(action.days))
+            case RevokeUnlistedPass():
+                put_revocations(db, {action.pass_id: action.forget_after})
             case Group():
                 access_store.upsert_group(db, action)
             case Schedule():
@@ -267,6 +290,8 @@ def update(acl: AccessList, actions: Iterable[Action]) -> None:
                 rules_changed |= acl.rules.pop(action.rule_id, None) is not None
             case PutHolidays():
                 acl.holidays = action.days
+            case RevokeUnlistedPass():
+                pass  # not in the access list: see unlisted_revocations
             case Group():
                 acl.groups[action.id] = action
             case Schedule():
@@ -282,3 +307,9 @@ def update(acl: AccessList, actions: Iterable[Action]) -> None:
                 acl.passes[action.id] = action
     if rules_changed:
         acl.reindex()
+
+
+def unlisted_revocations(actions: Iterable[Action]) -> dict[str, datetime]:
+    """Pass id -> forget-after of the revocations for passes the access list does not hold, for the pass
+    runtime (PassRuntime.revoke) once the delta committed."""
+    return {a.pass_id: a.forget_after for a in actions if isinstance(a, RevokeUnlistedPass)}

@@ -6,6 +6,7 @@
     acl/delta    -> size -> Delta schema -> version check -> delta_apply.plan / resolve / write (one
                     transaction, in a thread) -> delta_apply.update (in memory, on the loop)
     cmd          -> size -> CommandEnvelope schema -> times, replay cache, door -> the gateway -> CommandReply
+    _site/passes/trust, +/passes/uses -> size -> pass_sync.PassSync (trust list; use counts of the site)
 
 Why this shape:
 
@@ -29,6 +30,9 @@ Why this shape:
   the authority and its answer may legitimately carry the same or a lower version (e.g. after a restore).
 - Requests for snapshots are rate-limited (one per REQUEST_INTERVAL unless asked for by a command), so a
   stream of deltas arriving during a gap does not flood the cloud with requests.
+- Server time: the `server_time` of a checked snapshot chunk, delta or trust list goes to
+  PassRuntime.observe_server_time, which believes it only forward and within the pass clock skew of our own
+  clock (edge/passes/runtime.py): it keeps a gateway without NTP trusting its clock for visitor passes.
 - Big snapshots churn millions of objects; the decode runs with Python's cyclic GC paused (nothing in it forms
   cycles), which halves its time and keeps a full-heap collection from stalling the loop mid-decode. The old
   list is released in a thread for the same reason.
@@ -71,6 +75,7 @@ from cloud_sync.messages import (
     SnapshotRequest,
     iso,
 )
+from cloud_sync.pass_sync import PassSync
 from cloud_sync.publisher import Publisher
 from cloud_sync.snapshot_assembler import (
     ChunkRefusedError,
@@ -144,6 +149,13 @@ class Downlink:
         self._last_request: float | None = None
         self._forced_until = float("-inf")
         self._applied_at: datetime = gateway.clock.now()
+        self.passes = PassSync(
+            gateway,
+            topics,
+            publish=self._publish,
+            refuse=self._refuse,
+            refuse_invalid=self._refuse_invalid,
+        )
 
     # --- the interface CloudSync calls ---------------------------------------------------------------------
 
@@ -158,9 +170,14 @@ class Downlink:
         if not connected:
             return
         self.publish_acl_state()
+        self.passes.announce()
         version = self._acl().version
         if version == 0:
             self.request_snapshot("startup", "no access list yet")
+
+    def close(self) -> None:
+        """The link is going away: stop publishing on the gateway's behalf."""
+        self.passes.close()
 
     # --- outgoing ----------------------------------------------------------------------------------------
 
@@ -214,8 +231,15 @@ class Downlink:
                 return
             self._queued_chunk_bytes += size
             self.gateway.spawn(self._chunk(msg))
+        elif topic == self.topics.pass_trust:
+            if not self._too_large(msg):
+                self.passes.handle_trust(msg)
         else:
             where = parse(topic, self.topics.prefix)
+            if where is not None and where[0] == self.topics.site and where[2] == "passes/uses":
+                if not self._too_large(msg):
+                    self.passes.handle_uses(msg, where[1])
+                return
             ours = where is not None and where[:2] == (self.topics.site, self.topics.gateway)
             self._refuse(topic, "rejected" if ours else "wrong_site", "not a down topic of this gateway")
 
@@ -235,6 +259,8 @@ class Downlink:
                 chunk, data = await asyncio.to_thread(_check_chunk, msg.payload)
             finally:
                 self._queued_chunk_bytes -= size
+            if chunk.server_time is not None:
+                self.gateway.passes.observe_server_time(chunk.server_time)
             if not self._snapshot_wanted(chunk.version):
                 log.debug(
                     "snapshot %s (version %d) is not newer: chunk ignored", chunk.snapshot_id, chunk.version
@@ -380,10 +406,12 @@ class Downlink:
         if delta.to_version <= delta.from_version:
             self._refuse(msg.topic, "schema", "to_version must be greater than from_version")
             return
+        if delta.server_time is not None:
+            self.gateway.passes.observe_server_time(delta.server_time)
         if not self._delta_applies(delta):
             return
         try:
-            steps = delta_apply.plan(delta)
+            steps = delta_apply.plan(delta, self.gateway.clock.now())
         except AccessListError as err:
             self._refuse(msg.topic, "rejected", str(err))
             return
@@ -397,10 +425,12 @@ class Downlink:
                 actions.extend(delta_apply.resolve(acl, steps))
                 delta_apply.write(db, actions)
 
+            def update(target: AccessList) -> None:
+                delta_apply.update(target, actions)
+                self.gateway.passes.revoke(delta_apply.unlisted_revocations(actions))
+
             try:
-                await self.gateway.apply_delta(
-                    delta.to_version, write, lambda target: delta_apply.update(target, actions)
-                )
+                await self.gateway.apply_delta(delta.to_version, write, update)
             except AccessListError as err:
                 self._refuse(msg.topic, "rejected", str(err))
                 self.request_snapshot("mismatch", f"delta {delta.from_version}->{delta.to_version}: {err}")
@@ -582,7 +612,7 @@ class Downlink:
         try:
             self.publisher.publish(
                 topic,
-                message.model_dump_json().encode(),
+                message.model_dump_json(by_alias=True).encode(),
                 qos=1,
                 retain=retain,
                 correlation_data=correlation_data,

@@ -13,7 +13,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from edge.model import (
     AccessList,
@@ -29,6 +36,7 @@ from edge.model import (
     Status,
     VisitorPass,
 )
+from edge.passes.trust import TrustedKey
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -292,8 +300,17 @@ class UpsertPass(Message):
 
 
 class RevokePass(Message):
+    """Revokes a visitor pass. A pass the access list holds is marked revoked. A signed QR pass is usually not
+    in the access list: the gateway then keeps its id on a revocation list until `valid_until` (plus the pass
+    clock skew), so a scan of the token is refused (pass_revoked)."""
+
     op: Literal["revoke_pass"]
     id: Id
+    valid_until: AwareDatetime | None = Field(
+        default=None,
+        description="The pass's own expiry, if known: a revocation of a pass the access list does not hold "
+        "is kept until then. Absent: kept for 400 days.",
+    )
 
 
 class UpsertGroup(Message):
@@ -449,6 +466,88 @@ class ErrorReport(Message):
     topic: str
     error: Literal["not_json", "schema", "wrong_site", "bad_sha", "too_large", "unknown_command", "rejected"]
     detail: str = Field(max_length=2000)
+
+
+# --- visitor passes (docs/passes.md): the site's trust list, and use counts shared between gateways -------------
+
+KeyIdHex = Annotated[str, StringConstraints(pattern=r"^(?:[0-9a-f]{2}){1,16}$")]
+Issuer = Annotated[str, StringConstraints(pattern=r"^(?:cloud|gateway:[a-z0-9][a-z0-9_-]{0,62})$")]
+
+
+class WireTrustedKey(Message):
+    """One pass-signing key. `state: retired` means the key verifies nothing from the moment the gateway takes
+    the list in (whatever `retired_at` says); `active` with a `retired_at` is a scheduled retirement, judged by
+    the gateway's clock. A key id always names the same key, and a passed retirement is final."""
+
+    kid: KeyIdHex = Field(description="Key id, hex (1-16 bytes), as in the pass's COSE header")
+    public_key: Hex64 = Field(description="Raw Ed25519 public key, 32 bytes as hex")
+    issuer: Issuer = Field(default="cloud", description="'cloud', or 'gateway:<id>' for a walk-in key")
+    state: Literal["active", "retired"] = "active"
+    retired_at: AwareDatetime | None = Field(
+        default=None, description="From this instant on the key verifies nothing; absent: no retirement"
+    )
+
+    def to_domain(self, now: datetime) -> TrustedKey:
+        """The key as the trust list holds it; `retired` means retired from `now` at the latest."""
+        retired_at = self.retired_at
+        if self.state == "retired":
+            retired_at = now if retired_at is None else min(retired_at, now)
+        return TrustedKey(
+            kid=bytes.fromhex(self.kid),
+            public_key=bytes.fromhex(self.public_key),
+            issuer=self.issuer,
+            retired_at=retired_at,
+        )
+
+    @classmethod
+    def of(cls, key: TrustedKey, now: datetime) -> WireTrustedKey:
+        """A key for the wire; one whose retirement has passed by `now` is sent as retired."""
+        retired = key.retired_at is not None and key.retired_at <= now
+        return cls(
+            kid=key.kid.hex(),
+            public_key=key.public_key.hex(),
+            issuer=key.issuer,
+            state="retired" if retired else "active",
+            retired_at=key.retired_at,
+        )
+
+
+class PassTrustList(Message):
+    """The site's full list of pass-signing keys, retained on the site-wide topic. A gateway applies a list
+    whose `version` is above the one it holds; keys left out are retired, never forgotten."""
+
+    site: Id
+    version: int = Field(ge=1, description="Increases with every change; an older or equal list is ignored")
+    keys: list[WireTrustedKey] = Field(max_length=256)
+    server_time: AwareDatetime | None = Field(default=None, description="The cloud's clock when sent")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PassTrustList:
+        kids = [k.kid for k in self.keys]
+        if len(set(kids)) != len(kids):
+            raise ValueError("a key id appears twice")
+        return self
+
+
+class PassUseCount(Message):
+    pass_id: Id = Field(alias="pass", description="Pass id (the token's cti)")
+    count: int = Field(ge=1, le=2**31 - 1, description="Uses the reporting gateway has counted in all")
+    at: AwareDatetime | None = Field(
+        default=None, description="When the last of them was; absent in a re-announcement after a reconnect"
+    )
+
+    @classmethod
+    def of(cls, pass_id: str, count: int, at: datetime | None = None) -> PassUseCount:
+        return cls.model_validate({"pass": pass_id, "count": count, "at": at})
+
+
+class PassUses(Message):
+    """Use counts of visitor passes at one gateway, on its own `passes/uses`; every gateway of the site reads
+    them all. A count is a running total, so a merge keeps the largest per (pass, gateway): re-delivery and
+    reordering change nothing."""
+
+    gateway: Id = Field(description="The reporting gateway; must be the gateway of the topic")
+    uses: list[PassUseCount] = Field(min_length=1, max_length=1000)
 
 
 def iso(t: datetime) -> str:

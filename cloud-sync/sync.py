@@ -58,6 +58,8 @@ class DownlinkPort(Protocol):
 
     def publish_acl_state(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 DownlinkFactory = Callable[[Gateway, Topics, MqttSection, Publisher], DownlinkPort]
 
@@ -229,6 +231,8 @@ class CloudSync:
         self._stopped = True
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self.downlink is not None:
+            self.downlink.close()
         await self.heartbeat.stop()
         await asyncio.to_thread(self.link.stop, (self.topics.status, self._status(online=False)))
         await asyncio.sleep(0)  # PUBACKs handed over by paho's thread before it stopped

@@ -11,6 +11,17 @@ menwei/v1/{site}/{gateway}/
     status          up    online/offline; the offline one is the will     QoS 1, retained
     telemetry       up    heartbeat: versions, outbox depth, devices      QoS 0, retained
     errors          up    refused down messages and why                   QoS 1
+    passes/uses     peer  this gateway's visitor-pass use counts          QoS 1
+                          (published here; every gateway of the site also reads `+/passes/uses`)
+
+menwei/v1/{site}/_site/
+    passes/trust    down  the site's pass-signing keys (full list)        QoS 1, retained
+
+Why `_site`: a gateway id is a topic level that must start with a letter or digit, so `_site` can never be
+a gateway's tree. The trust list is one message for the whole site (every gateway trusts the same keys),
+retained so a gateway that connects for the first time, or after its session expired, gets it at once.
+Use counts travel under each gateway's own tree, so the broker's ACL vouches for who reported them (a
+gateway may write only its own tree), and every gateway reads them all with one wildcard subscription.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "menwei/v1"
+SITE_LEVEL = "_site"  # the site-wide level, in the place of a gateway id (which cannot start with "_")
 _SEGMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -85,13 +97,33 @@ class Topics:
     def errors(self) -> str:
         return f"{self.base}/errors"
 
+    # peer: published by this gateway, read by every gateway of the site (through `pass_uses_filter`)
+    @property
+    def pass_uses(self) -> str:
+        return f"{self.base}/passes/uses"
+
+    # down, site-wide
+    @property
+    def pass_trust(self) -> str:
+        return site_level(self.site, "passes/trust", self.prefix)
+
+    def pass_uses_filter(self) -> str:
+        """Every gateway's use counts in this site (this gateway's own included; it ignores those)."""
+        return f"{self.prefix}/{self.site}/+/passes/uses"
+
     def down(self) -> tuple[str, ...]:
-        return (self.snapshot, self.delta, self.command)
+        """What the gateway subscribes to (and what the broker's ACL lets it read)."""
+        return (self.snapshot, self.delta, self.command, self.pass_trust, self.pass_uses_filter())
 
 
 def site_wildcard(site: str, leaf: str, prefix: str = PREFIX) -> str:
     """All gateways of a site, e.g. site_wildcard('s1', 'events') for a backend consumer."""
     return f"{prefix}/{check_segment(site, 'site id')}/+/{leaf}"
+
+
+def site_level(site: str, leaf: str, prefix: str = PREFIX) -> str:
+    """A site-wide topic, e.g. site_level('s1', 'passes/trust') for the site's pass trust list."""
+    return f"{prefix}/{check_segment(site, 'site id')}/{SITE_LEVEL}/{leaf}"
 
 
 def parse(topic: str, prefix: str = PREFIX) -> tuple[str, str, str] | None:

@@ -313,6 +313,10 @@ class Uploader:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            if self._stopping:
+                # stop() cancels this task, but on Python 3.11 asyncio.wait_for swallows a cancellation that
+                # races a wake-up (the event set in the same loop turn), and stop() would wait forever.
+                return
             self._wake.clear()
             if self._events.closed:
                 log.warning(

@@ -18,7 +18,7 @@ Extending it:
   `None` if the feature is optional), and put its cross-checks in `_cross_problems`;
 - a controller or reader kind (modbus-tcp, modbus-rtu, firmware-bridge, ...): subclass `ControllerBase`
   or `ReaderBase` with its own `type: Literal["..."]` and add it to the `ControllerConfig` or `ReaderConfig`
-  union.
+  union, and build its driver in edge.devices.build_devices.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -513,6 +514,63 @@ class WiegandSerialReader(ReaderBase):
     )
 
 
+def _camera_source(value: int | str) -> int | str:
+    # A password in an RTSP URL would be a secret in this file (and in logs): it comes from a credential.
+    if isinstance(value, str) and "://" in value:
+        userinfo = urlsplit(value).netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            raise PydanticCustomError(
+                "camera_password",
+                "a password in the URL is a secret in the config file: give the user name only "
+                "(rtsp://user@host/...) and the password as password_credential",
+            )
+    return value
+
+
+class QrCameraReader(ReaderBase):
+    """A camera reading visitor-pass QR codes (drivers/qr/camera.py). Needs OpenCV (the `qr` extra)."""
+
+    type: Literal["qr-camera"] = Field(description="Reader kind.")
+    source: Annotated[int | Text, AfterValidator(_camera_source)] = Field(
+        description=(
+            "Frames from: a device index (0 = /dev/video0), an RTSP or HTTP URL, a video file, an image "
+            "file or a folder of images."
+        )
+    )
+    fps: float = Field(
+        default=10.0, gt=0, le=60, allow_inf_nan=False, description="Frames decoded per second, at most."
+    )
+    password_credential: CredentialName | None = Field(
+        default=None,
+        description="Credential name of the camera's password, put into the URL's user part at start-up.",
+    )
+
+    @model_validator(mode="after")
+    def _password_needs_url(self) -> Self:
+        if self.password_credential is not None and not (
+            isinstance(self.source, str) and "://" in self.source and "@" in urlsplit(self.source).netloc
+        ):
+            raise ValueError("password_credential needs a source URL with a user name (rtsp://user@host/...)")
+        return self
+
+
+class LineScannerReader(ReaderBase):
+    """A keyboard-wedge QR scanner (it types each scan as a line) on a tty (drivers/qr/line_scanner.py)."""
+
+    type: Literal["line-scanner"] = Field(description="Reader kind.")
+    path: LaxPath = Field(description="The tty the scanner types into, e.g. /dev/tty8.")
+
+
+class SerialScannerReader(ReaderBase):
+    """A serial (RS-232 or USB-CDC) QR scanner sending a line per scan (drivers/qr/line_scanner.py)."""
+
+    type: Literal["serial-scanner"] = Field(description="Reader kind.")
+    port: Text = Field(
+        description="Serial port, e.g. /dev/ttyACM0, or any pyserial URL (socket://host:port)."
+    )
+    baudrate: int = Field(default=9600, ge=300, le=4_000_000, description="Serial speed, bits per second.")
+
+
 class FaceCameraReader(ReaderBase):
     """A camera recognising residents' faces (drivers/face): reads are FACE credentials decided like a card.
     Needs the [face] section and the `vision` extra; its door must also have a non-face reader."""
@@ -559,7 +617,13 @@ class FirmwareBridgeReader(ReaderBase):
 
 
 ReaderConfig = Annotated[
-    SimulatedReader | FirmwareBridgeReader | WiegandSerialReader | FaceCameraReader,
+    SimulatedReader
+    | FirmwareBridgeReader
+    | QrCameraReader
+    | LineScannerReader
+    | SerialScannerReader
+    | WiegandSerialReader
+    | FaceCameraReader,
     Field(discriminator="type"),
 ]
 

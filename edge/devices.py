@@ -8,16 +8,28 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from drivers.door_controller import DoorController, InputChange
 from drivers.reader import Reader, ReaderCondition
 from edge.clock import Clock
-from edge.config import GatewayConfig, ModbusRtuController, ModbusTcpController, WiegandSerialReader
+from edge.config import (
+    GatewayConfig,
+    LineScannerReader,
+    ModbusRtuController,
+    ModbusTcpController,
+    QrCameraReader,
+    SerialScannerReader,
+    SimulatedReader,
+    WiegandSerialReader,
+)
 from edge.door import DoorRunner
 from edge.errors import ConfigError, DeviceError
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
 from edge.model import Door, LockType
+from edge.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +191,9 @@ class DoorIO:
 
 def build_devices(config: GatewayConfig) -> Devices:
     """Create the drivers the config names. Hardware libraries are imported inside their drivers, so a gateway
-    without (say) BLE installs and runs without bleak."""
+    without (say) BLE installs and runs without bleak, and one without cameras runs without OpenCV. A reader
+    kind whose library is missing, or a camera password that cannot be read, raises ConfigError now rather
+    than failing in a driver thread later."""
     from edge.config import FirmwareBridgeController as FirmwareBridgeConfig
     from edge.config import FirmwareBridgeReader as FirmwareBridgeReaderConfig
 
@@ -203,7 +217,7 @@ def build_devices(config: GatewayConfig) -> Devices:
             devices.controllers[c.id] = _modbus_controller(c, buses)
     for fire in config.fire_alarms:
         devices.fire_inputs[(fire.controller, fire.input)] = tuple(fire.doors)
-    for r in config.readers:
+    for i, r in enumerate(config.readers):
         if isinstance(r, FirmwareBridgeReaderConfig):
             from firmware_bridge.controller import FirmwareBridgeController as BridgeBoard
             from firmware_bridge.reader import FirmwareBridgeReader
@@ -223,12 +237,30 @@ def build_devices(config: GatewayConfig) -> Devices:
                 pin_timeout=r.pin_timeout_seconds,
             )
             continue
-        if r.type == "simulated":
-            from drivers.sim.reader import SimulatedReader
+        match r:
+            case SimulatedReader():
+                from drivers.sim.reader import SimulatedReader as SimReader
 
-            devices.readers[r.id] = SimulatedReader(r.id)
-        elif isinstance(r, WiegandSerialReader):
-            devices.readers[r.id] = _wiegand_reader(r)
+                devices.readers[r.id] = SimReader(r.id)
+            case QrCameraReader():
+                if importlib.util.find_spec("cv2") is None:
+                    raise ConfigError(
+                        f"readers[{i}]: type 'qr-camera' needs OpenCV, which is not installed "
+                        "(install menwei with the 'qr' extra)"
+                    )
+                from drivers.qr.camera import QrCameraReader as CameraDriver
+
+                devices.readers[r.id] = CameraDriver(r.id, camera_source(r), max_fps=r.fps)
+            case LineScannerReader():
+                from drivers.qr.line_scanner import LineScannerReader as WedgeDriver
+
+                devices.readers[r.id] = WedgeDriver(r.id, path=r.path)
+            case SerialScannerReader():
+                from drivers.qr.line_scanner import SerialScannerReader as SerialDriver
+
+                devices.readers[r.id] = SerialDriver(r.id, r.port, baudrate=r.baudrate)
+            case WiegandSerialReader():
+                devices.readers[r.id] = _wiegand_reader(r)
     if config.face is not None:
         from drivers.face.build import face_readers
 
@@ -289,3 +321,21 @@ def _wiegand_reader(r: WiegandSerialReader) -> Reader:
         facility=r.facility_code,
         pin_timeout=r.pin_timeout_seconds,
     )
+
+
+def camera_source(reader: QrCameraReader) -> int | str | Path:
+    """What the camera driver opens: the configured source, with the password credential (if any) put into
+    the URL's user part. The result may hold a secret: it goes to the driver only, never to a log."""
+    source = reader.source
+    if isinstance(source, int):
+        return source
+    if "://" not in source:
+        return Path(source)
+    if reader.password_credential is None:
+        return source
+    secret = read_secret(reader.password_credential)
+    assert secret is not None  # required: absent raises ConfigError
+    parts = urlsplit(source)
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user}:{quote(secret.get_secret_value(), safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -6,8 +6,9 @@ message), topic addresses from cloud-sync/topics.py and connection defaults from
 document cannot drift from what the gateway accepts and sends. tests/cloud_sync/test_contract_doc.py
 regenerates it in memory and fails when the committed file is stale; docs/contract.md is the prose.
 
-The document is AsyncAPI 3.0 written from the gateway's point of view (it receives snapshots, deltas and
-commands; it sends everything else), with MQTT bindings 0.2.0 for QoS, retain, message expiry, response
+The document is AsyncAPI 3.0 written from the gateway's point of view (it receives snapshots, deltas,
+commands and the site's pass trust list; it sends everything else; pass use counts it both sends and
+receives, from the site's other gateways), with MQTT bindings 0.2.0 for QoS, retain, message expiry, response
 topic, correlation data, session expiry and the last will. Examples are fixed values, so the output is
 byte-for-byte reproducible.
 
@@ -41,7 +42,11 @@ from cloud_sync.messages import (
     GatewayStatus,
     Message,
     OpenDoor,
+    PassTrustList,
+    PassUseCount,
+    PassUses,
     RevokeCredential,
+    RevokePass,
     SnapshotChunk,
     SnapshotRequest,
     Telemetry,
@@ -54,8 +59,9 @@ from cloud_sync.messages import (
     WirePerson,
     WireRule,
     WireSchedule,
+    WireTrustedKey,
 )
-from cloud_sync.topics import PREFIX, Topics
+from cloud_sync.topics import PREFIX, SITE_LEVEL, Topics
 from pydantic.json_schema import models_json_schema
 
 from edge.model import CredentialKind
@@ -70,7 +76,7 @@ SEGMENT = "^[a-z0-9][a-z0-9_-]{0,62}$"
 class Channel:
     key: str  # id in the document
     topic: str  # attribute of topics.Topics that builds the address
-    direction: Literal["down", "up"]  # down: cloud -> gateway
+    direction: Literal["down", "up", "peer"]  # down: cloud -> gateway; peer: gateway -> the site's gateways
     message: type[Message]
     qos: int
     retain: bool
@@ -194,13 +200,43 @@ CHANNELS = (
         "A down message the gateway refused, and why",
         "Not JSON, schema violation, another site, bad sha-256, too large, unknown command, rejected.",
     ),
+    Channel(
+        "passTrust",
+        "pass_trust",
+        "down",
+        PassTrustList,
+        1,
+        True,
+        "The site's visitor-pass signing keys",
+        "Site-wide (one message for every gateway of the site) and retained, so a gateway that connects later "
+        "gets the current list at once. Always the full list: a gateway applies a version above the one it "
+        "holds and ignores any other. Keys left out are retired, never forgotten; a key id always names the "
+        "same key; a retirement that has passed is final. A list breaking these rules is refused whole.",
+    ),
+    Channel(
+        "passUses",
+        "pass_uses",
+        "peer",
+        PassUses,
+        1,
+        False,
+        "Visitor-pass use counts, shared between the site's gateways",
+        "Each gateway publishes its own running count per pass under its own tree, after every use and again "
+        "on every connect; every gateway subscribes to menwei/v1/{site}/+/passes/uses and keeps the largest "
+        "count per (pass, gateway), so a one-time pass used at one gate is refused at the others. A report "
+        "whose `gateway` differs from its topic's is refused.",
+    ),
 )
 
 
 def address(topic_attr: str) -> str:
-    """The channel address with {site} and {gateway} parameters, built by topics.Topics itself."""
+    """The channel address with {site} and {gateway} parameters (or {site} alone for a site-wide topic),
+    built by topics.Topics itself."""
     t = Topics("site", "gateway")
     built: str = getattr(t, topic_attr)
+    site_wide = f"{PREFIX}/site/{SITE_LEVEL}/"
+    if built.startswith(site_wide):
+        return PREFIX + "/{site}/" + SITE_LEVEL + "/" + built[len(site_wide) :]
     assert built.startswith(t.base + "/")
     return PREFIX + "/{site}/{gateway}" + built[len(t.base) :]
 
@@ -310,7 +346,18 @@ def examples() -> dict[type[Message], list[tuple[str, Message]]]:
                     ],
                     server_time=T0,
                 ),
-            )
+            ),
+            (
+                "revokeQrPass",
+                Delta(
+                    from_version=43,
+                    to_version=44,
+                    ops=[
+                        RevokePass(op="revoke_pass", id="V-7K2M9QXD4R", valid_until=T0 + timedelta(hours=5))
+                    ],
+                    server_time=T0 + timedelta(minutes=5),
+                ),
+            ),
         ],
         CommandEnvelope: [("openDoor", CommandEnvelope(cmd=command))],
         CommandReply: [
@@ -340,6 +387,43 @@ def examples() -> dict[type[Message], list[tuple[str, Message]]]:
                     oldest_pending_at=None,
                     last_upload_at=T0,
                     devices={"b2-lobby-in": DeviceHealth(online=True)},
+                ),
+            )
+        ],
+        PassTrustList: [
+            (
+                "rotation",
+                PassTrustList(
+                    site="harbour-view",
+                    version=3,
+                    keys=[
+                        WireTrustedKey(
+                            kid="56475aa7",
+                            public_key="03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8",
+                            retired_at=T0 + timedelta(days=30),
+                        ),
+                        WireTrustedKey(
+                            kid="34750f98",
+                            public_key="8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+                        ),
+                        WireTrustedKey(
+                            kid="6a3803d5",
+                            public_key="8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+                            issuer="gateway:gw-east",
+                            state="retired",
+                            retired_at=T0 - timedelta(days=2),
+                        ),
+                    ],
+                    server_time=T0,
+                ),
+            )
+        ],
+        PassUses: [
+            (
+                "oneUse",
+                PassUses(
+                    gateway="gw-east",
+                    uses=[PassUseCount.of("V-7K2M9QXD4R", 1, T0 + timedelta(seconds=3, milliseconds=120))],
                 ),
             )
         ],
@@ -377,6 +461,7 @@ def build() -> dict[str, Any]:
             "description": f"Gateway id, unique within the site: one topic level matching {SEGMENT}."
         },
     }
+    site_params = {"site": params["site"]}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -387,7 +472,7 @@ def build() -> dict[str, Any]:
             "address": address(c.topic),
             "title": c.summary,
             "description": c.description,
-            "parameters": params,
+            "parameters": params if "{gateway}" in address(c.topic) else site_params,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "x-direction": c.direction,
         }
@@ -433,30 +518,31 @@ def build() -> dict[str, Any]:
             "mqtt": {**msg_binding, "contentType": "application/json", "bindingVersion": BINDING}
         }
         messages[name] = message
-        action = "receive" if c.direction == "down" else "send"
-        operation: dict[str, Any] = {
-            "action": action,
-            "channel": {"$ref": f"#/channels/{c.key}"},
-            "title": f"{'Gateway receives' if action == 'receive' else 'Gateway sends'}: {c.summary[0].lower()}"
-            f"{c.summary[1:]}",
-            "messages": [{"$ref": f"#/channels/{c.key}/messages/{name}"}],
-            "bindings": {"mqtt": {**op_binding, "bindingVersion": BINDING}},
-        }
-        if c.key == "command":
-            operation["reply"] = {
-                "address": {
-                    "location": "$message.header#/responseTopic",
-                    "description": "The MQTT 5 ResponseTopic property of the command.",
-                },
-                "channel": {"$ref": "#/channels/commandReply"},
-                "messages": [{"$ref": "#/channels/commandReply/messages/CommandReply"}],
+        actions = {"down": ["receive"], "up": ["send"], "peer": ["send", "receive"]}[c.direction]
+        for action in actions:
+            operation: dict[str, Any] = {
+                "action": action,
+                "channel": {"$ref": f"#/channels/{c.key}"},
+                "title": f"{'Gateway receives' if action == 'receive' else 'Gateway sends'}: "
+                f"{c.summary[0].lower()}{c.summary[1:]}",
+                "messages": [{"$ref": f"#/channels/{c.key}/messages/{name}"}],
+                "bindings": {"mqtt": {**op_binding, "bindingVersion": BINDING}},
             }
-        operations[f"{action}{c.key[0].upper()}{c.key[1:]}"] = operation
+            if c.key == "command":
+                operation["reply"] = {
+                    "address": {
+                        "location": "$message.header#/responseTopic",
+                        "description": "The MQTT 5 ResponseTopic property of the command.",
+                    },
+                    "channel": {"$ref": "#/channels/commandReply"},
+                    "messages": [{"$ref": "#/channels/commandReply/messages/CommandReply"}],
+                }
+            operations[f"{action}{c.key[0].upper()}{c.key[1:]}"] = operation
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "menwei gateway MQTT contract",
-            "version": "1.0.0",
+            "version": "1.1.0",
             "description": "The MQTT 5 interface between menwei access-control gateways and a property backend. "
             f"Topic prefix `{PREFIX}`: within v1 fields are only ever added as optional; a breaking change gets a "
             "new prefix, served side by side. Prose, examples and rules: docs/contract.md. Generated by "

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from drivers.qr.decoder import QrDecoder
 from drivers.reader import CredentialRead, Reader
@@ -58,7 +59,7 @@ class CaptureSource:
         self._capture: Any = cv2.VideoCapture(spec)
         if not self._capture.isOpened():
             self._capture.release()
-            raise OSError(f"cannot open video source {spec!r}")
+            raise OSError(f"cannot open video source {shown(spec)!r}")
 
     def read(self) -> MatLike | None:
         ok, frame = self._capture.read()
@@ -97,6 +98,16 @@ class ImageFolderSource:
 
     def close(self) -> None:
         self._files.clear()
+
+
+def shown(spec: int | str | Path) -> int | str | Path:
+    """A source fit for a log line: a URL's password (put in from a credential) is masked."""
+    if isinstance(spec, str) and "://" in spec:
+        parts = urlsplit(spec)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+    return spec
 
 
 def open_source(spec: int | str | Path) -> FrameSource:

@@ -1,7 +1,7 @@
 """Events of the visitor-pass layer, published on the gateway's bus like every other event.
 
 They live here rather than in edge.events so this feature adds types without touching the shared module; the
-bus dispatches by class, so subscribers (the event log, later the MQTT publisher) need nothing special.
+bus dispatches by class, so subscribers (the event log, the cloud link) need nothing special.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def _iso(t: datetime) -> str:
 @dataclass(frozen=True, slots=True)
 class PassUseEvent(Event):
     """This gateway counted a use of a pass. Not stored (the decision event is); it is what the site's other
-    gateways need to hear, so the MQTT publisher will send its report on the site's topic."""
+    gateways need to hear, so the cloud link (cloud_sync.pass_sync) sends its report on this gateway's
+    passes/uses topic."""
 
     persist: ClassVar[bool] = False
     type: ClassVar[str] = "pass_use"

@@ -1,14 +1,24 @@
 """The gateway's visitor-pass machinery in one object: trust list, clock guard, use ledger, walk-in desk.
 
 Why a separate object: the gateway's hot path stays a few lines (`decide` for a scanned token, `note_use`
-after a grant), and what the cloud link will feed in later has one obvious place to arrive:
+after a grant), and what the cloud link feeds in (cloud_sync.pass_sync, cloud_sync.downlink) has one obvious
+place to arrive:
 
 - `apply_trust_list(keys, version)` / `merge_key(key)`: trust-list updates and retirements from the cloud;
-- `observe_trusted_time(t, mono, source)`: signed server time from a verified sync message;
+- `observe_server_time(t)`: server time from the authenticated cloud link, believed only within bounds
+  (below), then `observe_trusted_time(t, mono, source)` like an NTP reading;
 - `merge_use(report)`: "pass X used n times at gateway G", from the site's other gateways;
-- PassUseEvent on the bus: this gateway's uses, for the publisher to send on the site's topic;
+- PassUseEvent on the bus: this gateway's uses, which the cloud link publishes on its `passes/uses` topic;
 - WalkInEvent in the event log: walk-in registrations, sent up by the uploader like any event;
-- revocations need nothing new: a pass the access list marks revoked is refused (edge.decision.evaluate).
+- revocations: a pass the access list marks revoked is refused (edge.decision.evaluate); a revoked pass the
+  access list does not hold (a signed QR pass) is on the revocation list, stored by the delta that revoked
+  it (edge.store.revocation_store) and handed over with `revoke(...)`.
+
+Server time is the cloud's clock in a snapshot, delta or trust-list message. It comes over the same
+authenticated (TLS) link as the access list, so it is believed exactly as far as the access list is, and
+within two bounds: it must agree with the gateway's own clock to within the pass clock skew (it confirms
+the clock, never sets it: a retained or long-queued message carries an old time, which must not be taken for
+now), and it must be later than the last-known-good time (only forward).
 
 Nothing here touches the disk on the hot path. State that must survive a restart (the last-known-good time,
 the use ledger, the trust list) is written from a single background flush, latest value wins, so writes
@@ -20,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +39,7 @@ import sqlite_utils
 
 from edge.clock import Clock
 from edge.config import GatewayConfig
-from edge.decision import AccessRequest, Decision, DecisionEngine, refuse
+from edge.decision import AccessRequest, Decision, DecisionEngine, Reason, refuse
 from edge.events import EventBus
 from edge.model import AccessList, CredentialKind, Site
 from edge.passes.clock_guard import STATE_KEY as LKG_KEY
@@ -45,6 +55,7 @@ from edge.passes.walkin import WalkInDesk
 from edge.secrets import read_secret_bytes
 from edge.store.codec import dt_to_text, text_to_dt
 from edge.store.db import open_db, transaction
+from edge.store.revocation_store import forget_revocations, load_revocations
 from edge.store.state import get_state, put_state
 from edge.store.trust_store import load_trusted_keys, save_trusted_keys
 
@@ -57,6 +68,7 @@ HOUSEKEEPING_SECONDS = 60.0
 # The persisted last-known-good time trails the one in memory by at most this much: a write every ten
 # minutes rather than every minute, for the SD card's sake.
 LKG_PERSIST_STEP = timedelta(minutes=10)
+REVOCATIONS = "revocations"
 
 
 class PassRuntime:
@@ -91,6 +103,8 @@ class PassRuntime:
             self._signer = PassSigner.from_private_bytes(
                 key.get_secret_value(), issuer=f"gateway:{self.gateway_id}"
             )
+        self.revoked: dict[str, datetime] = {}  # revoked passes the access list does not hold -> forget after
+        self._forgotten: set[str] = set()  # revocations dropped from memory, to be dropped from the store
         self._dirty: set[str] = set()
         self._flushing = False
         self._persisted_lkg: datetime | None = None
@@ -102,8 +116,9 @@ class PassRuntime:
     ) -> None:
         """Load the trust list, last-known-good time and use ledger; keep `pass_uses` (the totals the decision
         engine reads) in step with the ledger; start housekeeping until `stopping` is set."""
-        keys, version, lkg, counts = await asyncio.to_thread(self._load)
+        keys, version, lkg, counts, revoked = await asyncio.to_thread(self._load)
         self.trust.load(keys, version)
+        self.revoked = revoked
         self.clock_guard.last_known_good = self._persisted_lkg = lkg
         self.ledger = UseLedger(self.gateway_id, pass_uses, counts)
         if self._signer is not None:
@@ -119,9 +134,10 @@ class PassRuntime:
                 access_list=access_list,
             )
         log.info(
-            "visitor passes: %d trusted keys (version %d), walk-in %s, last-known-good time %s",
+            "visitor passes: %d trusted keys (version %d), %d revoked, walk-in %s, last-known-good time %s",
             len(self.trust),
             version,
+            len(self.revoked),
             "on" if self.walk_in else "off (no key)",
             lkg.isoformat() if lkg else "none",
         )
@@ -143,6 +159,8 @@ class PassRuntime:
             return refuse(request, self.site, REASONS[err.reason], err.pass_id)
         claims = verified.claims
         request = AccessRequest(reader_id, CredentialKind.PASS, claims.pass_id, now)
+        if claims.pass_id in self.revoked:  # pass_revoked is the engine's first check too
+            return refuse(request, self.site, Reason.PASS_REVOKED, claims.pass_id)
         return engine.decide(request, mono, verified=claims.to_visitor_pass(self.skew))
 
     def note_use(self, decision: Decision) -> None:
@@ -153,7 +171,7 @@ class PassRuntime:
         self.bus.publish(PassUseEvent(at=decision.at, report=report))
         self._mark(LEDGER_KEY)
 
-    # --- what the cloud link feeds in (later) ----------------------------------------------------------------
+    # --- what the cloud link feeds in -------------------------------------------------------------------------
 
     def merge_use(self, report: UseReport) -> bool:
         """A use report from a gateway of the site (or our own echo); idempotent. True if a total changed."""
@@ -165,6 +183,34 @@ class PassRuntime:
     def observe_trusted_time(self, t: datetime, mono: float, source: str) -> None:
         if self.clock_guard.observe_trusted_time(t, mono, source):
             self._mark_lkg()
+
+    def observe_server_time(self, t: datetime, source: str = "server") -> bool:
+        """Server time from the authenticated cloud link (module docstring): a trusted reading if it is within
+        the skew of our own clock and later than the last-known-good time. True if it was taken."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        if abs(t - now) > self.skew:
+            log.debug("server time %s differs from ours (%s) by more than the skew: not used", t, now)
+            return False
+        lkg = self.clock_guard.last_known_good
+        if lkg is not None and t <= lkg:
+            return False
+        self.observe_trusted_time(t, mono, source)
+        return True
+
+    def revoke(self, revocations: Mapping[str, datetime]) -> None:
+        """Revoked passes the access list does not hold, already stored (in the delta's transaction): from now
+        on a scan of their token is refused with pass_revoked."""
+        for pass_id, forget_after in revocations.items():
+            known = self.revoked.get(pass_id)
+            self.revoked[pass_id] = forget_after if known is None else max(known, forget_after)
+            self._forgotten.discard(pass_id)
+        if revocations:
+            log.info("visitor passes revoked by id: %s", ", ".join(sorted(revocations)[:20]))
+
+    def local_counts(self, limit: int) -> list[tuple[str, int]]:
+        """(pass id, uses counted here) for the `limit` passes this ledger learnt of last that were used here:
+        what to announce again after a reconnect, in case a report was lost while the link was down."""
+        return self.ledger.local_counts(limit)
 
     def apply_trust_list(self, keys: Iterable[TrustedKey], version: int) -> None:
         """A full trust list from the cloud (see trust.py for the rules). Raises PassError(TRUST_CONFLICT)
@@ -198,6 +244,20 @@ class PassRuntime:
         else:
             self.clock_guard.checkpoint(mono)
         self._mark_lkg()
+        self._expire_revocations()
+
+    def _expire_revocations(self) -> None:
+        """Forget revocations of passes that have expired by the trusted (last-known-good) time, never by the
+        wall clock alone: a clock set forward must not bring revoked passes back."""
+        lkg = self.clock_guard.last_known_good
+        if lkg is None:
+            return
+        stale = [pass_id for pass_id, until in self.revoked.items() if until + self.skew < lkg]
+        if stale:
+            for pass_id in stale:
+                del self.revoked[pass_id]
+            self._forgotten.update(stale)
+            self._mark(REVOCATIONS)
 
     def _mark_lkg(self) -> None:
         lkg = self.clock_guard.last_known_good
@@ -231,6 +291,16 @@ class PassRuntime:
             assert lkg is not None
             text = dt_to_text(lkg)
             return lambda db: put_state(db, LKG_KEY, text)
+        if what == REVOCATIONS:
+            forgotten, cutoff = sorted(self._forgotten), self.clock_guard.last_known_good
+            self._forgotten.clear()
+            assert cutoff is not None
+            before = cutoff - self.skew
+
+            def forget(db: sqlite_utils.Database) -> None:
+                forget_revocations(db, forgotten, before)
+
+            return forget
         keys, version = self.trust.keys(), self.trust.version
         return lambda db: save_trusted_keys(db, keys, version)
 
@@ -243,13 +313,15 @@ class PassRuntime:
         finally:
             db.close()
 
-    def _load(self) -> tuple[list[TrustedKey], int, datetime | None, dict[str, dict[str, int]]]:
+    def _load(
+        self,
+    ) -> tuple[list[TrustedKey], int, datetime | None, dict[str, dict[str, int]], dict[str, datetime]]:
         db = open_db(self.db_path, synchronous=self.config.store.synchronous)
         try:
             keys, version = load_trusted_keys(db)
             lkg_text = get_state(db, LKG_KEY)
             lkg = text_to_dt(lkg_text) if isinstance(lkg_text, str) else None
             counts = UseLedger.from_state(get_state(db, LEDGER_KEY, {}))
-            return keys, version, lkg, counts
+            return keys, version, lkg, counts, load_revocations(db)
         finally:
             db.close()

@@ -6,7 +6,7 @@ so once a key is suspect a pass can claim any issue time. A key therefore verifi
 cutting passes short (docs/passes.md, "Trust list"): publish the new key, sign with it, and set the old key's
 `retired_at` to the switch time plus the longest pass lifetime. A compromised key gets `retired_at` = now.
 
-Rules for updates (the cloud's list arrives later over MQTT; `merge` and `replace` are the seam):
+Rules for updates (the cloud's full list arrives over MQTT, cloud_sync.pass_sync, through `replace`):
 - a key id always names the same public key; an update that changes it is refused (TRUST_CONFLICT);
 - retirement is final: once `retired_at` has passed, an update may bring it forward but not undo or postpone
   it; a retirement still in the future may be rescheduled or cancelled;

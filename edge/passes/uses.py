@@ -71,6 +71,12 @@ class UseLedger:
     def counts(self, pass_id: str) -> dict[str, int]:
         return dict(self._counts.get(pass_id, {}))
 
+    def local_counts(self, limit: int) -> list[tuple[str, int]]:
+        """(pass, this gateway's count) of the last `limit` passes, in the order the ledger learnt of them,
+        that were used here."""
+        mine = [(p, c[self.gateway_id]) for p, c in self._counts.items() if c.get(self.gateway_id, 0) > 0]
+        return mine[-limit:] if limit > 0 else []
+
     def forget(self, pass_ids: Iterable[str]) -> None:
         """Drop passes that can no longer be used (expired), so the ledger stays bounded."""
         for pass_id in pass_ids:

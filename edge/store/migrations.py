@@ -98,6 +98,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             " retired_at TEXT) WITHOUT ROWID",
         ),
     ),
+    Migration(
+        5,
+        "visitor pass revocation list",
+        (
+            # Revoked passes the access list does not hold (signed QR passes), by id, until forget_after
+            # (Unix seconds, so that SQL can compare and keep the later of two).
+            "CREATE TABLE pass_revocations (pass_id TEXT PRIMARY KEY, forget_after INTEGER NOT NULL)"
+            " WITHOUT ROWID",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

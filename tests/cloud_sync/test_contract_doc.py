@@ -23,7 +23,7 @@ from cloud_sync import messages
 from cloud_sync.dedupe import event_hash
 from cloud_sync.kit import mosquitto_acl
 from cloud_sync.snapshot_codec import chunk_bytes_of, decode_snapshot
-from cloud_sync.topics import PREFIX, Topics
+from cloud_sync.topics import PREFIX, SITE_LEVEL, Topics
 from pydantic import BaseModel, ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +172,14 @@ def _number_errors(schema: dict[str, Any], value: float, path: str) -> list[str]
     ]
 
 
+def leaf(address: str) -> str:
+    """The part of a channel address below the gateway (or the site-wide) level."""
+    for level in ("{gateway}/", f"{SITE_LEVEL}/"):
+        if level in address:
+            return address.split(level, 1)[1]
+    raise AssertionError(f"{address} is neither a gateway's nor a site-wide topic")
+
+
 def payload_schema(doc: dict[str, Any], name: str) -> dict[str, Any]:
     schema: dict[str, Any] = doc["components"]["schemas"][name]
     return schema
@@ -192,7 +200,13 @@ def test_every_topic_of_the_tree_is_a_channel(doc: dict[str, Any]) -> None:
     ]
     addresses = {channel["address"] for channel in doc["channels"].values()}
     assert addresses == {GEN.address(name) for name in topic_attrs}
-    assert all(a.startswith(PREFIX + "/{site}/{gateway}/") for a in addresses)
+    site_wide = {a for a in addresses if a.startswith(f"{PREFIX}/{{site}}/{SITE_LEVEL}/")}
+    assert site_wide == {f"{PREFIX}/{{site}}/{SITE_LEVEL}/passes/trust"}
+    assert all(a.startswith(PREFIX + "/{site}/{gateway}/") for a in addresses - site_wide)
+    for channel in doc["channels"].values():
+        assert set(channel["parameters"]) == (
+            {"site", "gateway"} if "{gateway}" in channel["address"] else {"site"}
+        )
 
 
 def test_every_reference_resolves(doc: dict[str, Any]) -> None:
@@ -219,16 +233,21 @@ def test_operations_state_direction_qos_retain_and_mqtt5_properties(doc: dict[st
     checker = Checker(doc)
     for name, op in doc["operations"].items():
         channel = checker.resolve(op["channel"]["$ref"])
-        assert op["action"] == ("receive" if channel["x-direction"] == "down" else "send"), name
+        expected = {"down": {"receive"}, "up": {"send"}, "peer": {"send", "receive"}}[channel["x-direction"]]
+        assert op["action"] in expected, name
         binding = op["bindings"]["mqtt"]
         assert binding["qos"] in (0, 1) and isinstance(binding["retain"], bool), name
-    by_address = {c["address"].rsplit("{gateway}/", 1)[1]: key for key, c in doc["channels"].items()}
-    bindings = {by_address[leaf]: doc["operations"][op]["bindings"]["mqtt"] for leaf, op in [
+    by_address = {leaf(c["address"]): key for key, c in doc["channels"].items()}
+    bindings = {by_address[topic]: doc["operations"][op]["bindings"]["mqtt"] for topic, op in [
         ("status", "sendStatus"), ("telemetry", "sendTelemetry"), ("acl/state", "sendAclState"),
-        ("events", "sendEvents"), ("cmd", "receiveCommand"),
+        ("events", "sendEvents"), ("cmd", "receiveCommand"), ("passes/trust", "receivePassTrust"),
+        ("passes/uses", "sendPassUses"),
     ]}  # fmt: skip
     assert bindings["status"]["retain"] and bindings["aclState"]["retain"] and bindings["telemetry"]["retain"]
     assert bindings["telemetry"]["qos"] == 0
+    assert bindings["passTrust"] == {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}
+    assert bindings["passUses"] == {"qos": 1, "retain": False, "bindingVersion": "0.2.0"}
+    assert doc["operations"]["receivePassUses"]["channel"] == {"$ref": "#/channels/passUses"}
     assert bindings["events"] == {"qos": 1, "retain": False, "bindingVersion": "0.2.0"}
     assert bindings["command"]["messageExpiryInterval"]["minimum"] == 1
     command = doc["operations"]["receiveCommand"]
@@ -345,8 +364,8 @@ def test_contract_md_examples_are_valid(doc: dict[str, Any]) -> None:
 def test_contract_md_names_every_topic_and_the_shared_subscription(doc: dict[str, Any]) -> None:
     text = contract_text()
     for channel in doc["channels"].values():
-        leaf = channel["address"].rsplit("{gateway}/", 1)[1]
-        assert f"`{leaf}`" in text, leaf
+        topic = leaf(channel["address"])
+        assert f"`{topic}`" in text, topic
     assert "$share/{group}/menwei/v1/{site}/+/events" in text
     assert "menwei/v1/{site}/{gateway}/" in text
 
