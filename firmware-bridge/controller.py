@@ -3,8 +3,13 @@ simulated ones: outputs written as energised or not, inputs reported as InputCha
 
 - A write with pulse_seconds becomes one PULSE command: the board times it, so the door relocks even if the
   gateway dies. A write without becomes SET_OUTPUT.
-- Input levels are re-read whenever the link comes up or the board has reset, and only real changes are
-  reported: events lost while the cable was out are made good, and a replayed event changes nothing.
+- The level each output should rest at (the last level set, or the level a pulse returns to) is kept and
+  written again whenever the link comes up or the board has reset: a reset drops every relay, and a
+  fail-safe maglock must not stay released because of it; a write that failed while the link was down is made
+  good the same way. (A pulse still running on a board that merely lost the link is cut short by that:
+  towards locked.)
+- Input levels are re-read at the same moments, and only real changes are reported: events lost while the
+  cable was out are made good, and a replayed event changes nothing.
 - Reader data (Wiegand bits, keypad keys) from the board goes to the reader driver attached to that reader
   input (firmware_bridge.reader), or to `on_reader`.
 """
@@ -73,6 +78,7 @@ class FirmwareBridgeController(DoorController):
         self.on_reader: Callable[[ReaderData], None] = lambda data: None  # readers not attached by number
         self._readers: dict[int, Callable[[ReaderData], None]] = {}
         self._levels: dict[int, bool] = {}
+        self._rest: dict[int, bool] = {}  # output -> the level it should rest at
         self._sync: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -88,6 +94,7 @@ class FirmwareBridgeController(DoorController):
     async def set_output(self, output: int, energised: bool, pulse_seconds: float | None = None) -> None:
         if not 1 <= output <= self.outputs:
             raise DriverError(self.id, DriverErrorReason.BAD_ARGUMENT, f"no output {output}")
+        self._rest[output] = energised if pulse_seconds is None else not energised
         try:
             if pulse_seconds is not None:
                 ms = max(1, min(round(pulse_seconds * 1000), p.MAX_PULSE_MS))
@@ -116,13 +123,15 @@ class FirmwareBridgeController(DoorController):
 
     def _resync(self) -> None:
         if self._sync is None or self._sync.done():
-            self._sync = asyncio.get_running_loop().create_task(self._read_inputs(), name=f"{self.id}-sync")
+            self._sync = asyncio.get_running_loop().create_task(self._resync_board(), name=f"{self.id}-sync")
 
-    async def _read_inputs(self) -> None:
+    async def _resync_board(self) -> None:
         try:
+            for output, level in list(self._rest.items()):
+                await self.link.request(Op.SET_OUTPUT, p.pack_output(output, level))
             levels = p.unpack_inputs(await self.link.request(Op.INPUTS))
         except (BridgeError, ValueError, IndexError) as err:
-            log.debug("%s: reading inputs failed: %s", self.id, err)
+            log.debug("%s: resync failed: %s", self.id, err)
             return  # the link is down again; the next "up" retries
         for number, active in enumerate(levels, start=1):
             self._input(number, active)
