@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.keypad import PinBuffer
 from drivers.qr.line_scanner import LineAssembler
 from drivers.reader import CredentialRead, Reader, ReaderCondition
 from drivers.wiegand.decoder import Card, WiegandError, WiegandErrorReason, WiegandFormat
@@ -67,8 +67,7 @@ class WiegandConverterReader(Reader):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pin: list[str] = []
-        self._pin_at = 0.0
+        self._pins = PinBuffer(pin_timeout, MAX_PIN)
         self._garbled_run = False
         self._reported: bool | None = None  # last online state reported
 
@@ -109,7 +108,7 @@ class WiegandConverterReader(Reader):
             return
         self._garbled_run = False
         if isinstance(item, Card):
-            self._pin.clear()
+            self._pins.clear()
             self.counters["cards"] += 1
             value = item.credential_value(self.facility)
             self._on_credential(CredentialRead(self.id, CredentialKind.CARD, value))
@@ -117,19 +116,10 @@ class WiegandConverterReader(Reader):
             self._key(item)
 
     def _key(self, key: Key) -> None:
-        now = time.monotonic()
-        if self._pin and now - self._pin_at > self.pin_timeout:
-            self._pin.clear()
-        self._pin_at = now
-        if key.key == "*":
-            self._pin.clear()
-        elif key.key == "#":
-            if self._pin:
-                pin, self._pin = "".join(self._pin), []
-                self.counters["pins"] += 1
-                self._on_credential(CredentialRead(self.id, CredentialKind.PIN, pin))
-        elif len(self._pin) < MAX_PIN:
-            self._pin.append(key.key)
+        pin = self._pins.key(key.key)
+        if pin is not None:
+            self.counters["pins"] += 1
+            self._on_credential(CredentialRead(self.id, CredentialKind.PIN, pin))
 
     def _condition(self, online: bool, detail: str) -> None:
         previous, self._reported = self._reported, online
