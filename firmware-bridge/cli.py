@@ -3,6 +3,7 @@
     menwei firmware update --port /dev/ttyAMA0 RELEASE     send, verify on the board, wait for it to confirm
     menwei firmware status --port /dev/ttyAMA0             version, slot, uptime, last reset cause
     menwei firmware sign --key KEY.pem --version V IMAGE -o RELEASE
+    menwei firmware demo                                   the link and updates on the simulated board
 
 Update and status open the port themselves: stop the gateway first (the port is opened exclusively). Sign runs
 on the release workstation, where the operator's Ed25519 key lives; a gateway never holds it.
@@ -44,12 +45,18 @@ def add_parser(sub: Any) -> None:
     sign.add_argument("--key", type=Path, required=True, help="Ed25519 private key, PEM (PKCS#8)")
     sign.add_argument("--version", dest="fw_version", required=True, help="firmware version, e.g. 1.4.0")
     sign.add_argument("-o", "--output", type=Path, required=True)
+    demo = fw_sub.add_parser("demo", help="the link and updates on the simulated board, narrated")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def firmware_main(args: argparse.Namespace) -> int:
     try:
         if args.firmware_command == "sign":
             return _sign(args.image, args.key, args.fw_version, args.output)
+        if args.firmware_command == "demo":
+            from firmware_bridge.demo import run_demo
+
+            return asyncio.run(run_demo(not args.no_progress))
         if args.firmware_command == "status":
             return asyncio.run(_status(args.port, args.baudrate, args.timeout))
         release_file = args.release.read_bytes()

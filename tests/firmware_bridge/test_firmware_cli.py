@@ -47,3 +47,11 @@ def test_update_with_a_foreign_key_fails_with_the_reason(
         code = main(["firmware", "update", "--port", bench.port, "--no-progress", str(release)])
     assert code == EXIT_FIRMWARE
     assert "bad_signature" in capsys.readouterr().err
+
+
+def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["firmware", "demo", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "relay energised 1x" in out
+    assert "refused: bad_signature" in out
+    assert "rolled_back" in out
