@@ -68,3 +68,23 @@ def test_empty_gallery() -> None:
     assert Gallery(8, use_onnxruntime=False).search(
         np.ones(8, np.float32), threshold=0.3, margin=0.0
     ).outcome is (Outcome.EMPTY)
+
+
+def test_the_sketch_pass_finds_what_the_full_search_finds() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    rng = np.random.default_rng(7)
+    stored = rng.standard_normal((5000, 512)).astype(np.float32)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    sketched, full = Gallery(512, sketch=True), Gallery(512, sketch=False)
+    for i, v in enumerate(stored):
+        sketched.add(f"f{i}", f"p{i}", v)
+        full.add(f"f{i}", f"p{i}", v)
+    for i in range(0, 5000, 50):  # probes as far from their row as another photo of the same person
+        probe = unit(stored[i] + 1.4 * unit(rng.standard_normal(512)))  # cosine about 0.58
+        a = sketched.search(probe, threshold=0.3, margin=0.05)
+        b = full.search(probe, threshold=0.3, margin=0.05)
+        assert (a.outcome, a.face_id) == (b.outcome, b.face_id)
+        assert abs(a.score - b.score) < 1e-5
+    assert sketched.remove_person("p10") == 1
+    assert sketched.search(stored[10], threshold=0.3, margin=0.05).person_id != "p10"
