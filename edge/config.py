@@ -337,6 +337,16 @@ class FaceSection(Section):
     snapshots_max_age_days: float = Field(
         default=7.0, gt=0, description="Unknown-face snapshots older than this are deleted."
     )
+    antispoof_dir: LaxPath | None = Field(
+        default=None,
+        description=(
+            "Directory of the two MiniFASNet models: a texture-based second liveness signal (hash-checked). "
+            "Absent: landmark motion only."
+        ),
+    )
+    antispoof_threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Lowest MiniFASNet live probability that passes (calibrate per camera)."
+    )
     second_factor_doors: list[Slug] = Field(
         default=[], description="Doors where a face must be combined with a card, PIN or phone key."
     )
@@ -616,6 +626,32 @@ class FirmwareBridgeReader(ReaderBase):
     )
 
 
+class OsdpReaderConfig(ReaderBase):
+    """An OSDP card/PIN reader on RS-485 (drivers/osdp/), Secure Channel enforced: no key, no reader. Needs
+    libosdp (the `osdp` extra). Give a new reader its key with `python -m drivers.osdp.install`."""
+
+    type: Literal["osdp"] = Field(description="Reader kind.")
+    port: Text = Field(description="Serial port of the RS-485 line, e.g. /dev/ttyUSB2, or a pyserial URL.")
+    baudrate: int = Field(default=9600, ge=9600, le=230_400, description="Serial speed, bits per second.")
+    address: int = Field(ge=0, le=126, description="The reader's OSDP address.")
+    key_credential: CredentialName = Field(
+        description="Credential name of the reader's 16-byte secure channel key (SCBK), hex or raw."
+    )
+    card_format: Literal["h10301", "h10306", "h10302", "h10304"] = Field(
+        default="h10301", description="Wiegand format of the raw card bits the reader reports."
+    )
+    facility_code: int | None = Field(
+        default=None, ge=0, le=0xFFFF, description="Site facility code; cards of another facility are denied."
+    )
+    pin_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        allow_inf_nan=False,
+        description="Seconds before an unfinished PIN is dropped.",
+    )
+
+
 ReaderConfig = Annotated[
     SimulatedReader
     | FirmwareBridgeReader
@@ -623,6 +659,7 @@ ReaderConfig = Annotated[
     | LineScannerReader
     | SerialScannerReader
     | WiegandSerialReader
+    | OsdpReaderConfig
     | FaceCameraReader,
     Field(discriminator="type"),
 ]

@@ -20,6 +20,7 @@ from edge.config import (
     LineScannerReader,
     ModbusRtuController,
     ModbusTcpController,
+    OsdpReaderConfig,
     QrCameraReader,
     SerialScannerReader,
     SimulatedReader,
@@ -29,7 +30,7 @@ from edge.door import DoorRunner
 from edge.errors import ConfigError, DeviceError
 from edge.events import AlarmEvent, AlarmKind, Event, EventBus, RelayCommand
 from edge.model import Door, LockType
-from edge.secrets import read_secret
+from edge.secrets import read_secret, read_secret_bytes
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,8 @@ def build_devices(config: GatewayConfig) -> Devices:
                 devices.readers[r.id] = SerialDriver(r.id, r.port, baudrate=r.baudrate)
             case WiegandSerialReader():
                 devices.readers[r.id] = _wiegand_reader(r)
+            case OsdpReaderConfig():
+                devices.readers[r.id] = _osdp_reader(r, i)
     if config.face is not None:
         from drivers.face.build import face_readers
 
@@ -318,6 +321,30 @@ def _wiegand_reader(r: WiegandSerialReader) -> Reader:
         card_format=WiegandFormat(r.card_format),
         line_format=r.line_format,
         baudrate=r.baudrate,
+        facility=r.facility_code,
+        pin_timeout=r.pin_timeout_seconds,
+    )
+
+
+def _osdp_reader(r: OsdpReaderConfig, index: int) -> Reader:
+    if importlib.util.find_spec("osdp_sys") is None:
+        raise ConfigError(
+            f"readers[{index}]: type 'osdp' needs libosdp, which is not installed (install menwei with the "
+            "'osdp' extra)"
+        )
+    from drivers.osdp.channel import SerialChannel
+    from drivers.osdp.reader import OsdpReader
+    from drivers.wiegand.decoder import WiegandFormat
+
+    key = read_secret_bytes(r.key_credential, length=16)
+    assert key is not None  # required: absent raises ConfigError
+    port, baudrate = r.port, r.baudrate
+    return OsdpReader(
+        r.id,
+        lambda: SerialChannel(port, baudrate),
+        address=r.address,
+        key=key.get_secret_value(),
+        card_format=WiegandFormat(r.card_format),
         facility=r.facility_code,
         pin_timeout=r.pin_timeout_seconds,
     )

@@ -57,6 +57,7 @@ class OsdpReader(Reader):
         self._key = key
         self._pins = PinBuffer(pin_timeout)
         self._cp: Any = None
+        self._open_channel: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: asyncio.Task[None] | None = None
         self._reported: bool | None = None
@@ -66,7 +67,8 @@ class OsdpReader(Reader):
         from osdp import ControlPanel, LibFlag, LogLevel, PDInfo
 
         self._loop = asyncio.get_running_loop()
-        info = PDInfo(self.address, self._channel(), scbk=self._key, flags=[LibFlag.EnforceSecure])
+        self._open_channel = self._channel()
+        info = PDInfo(self.address, self._open_channel, scbk=self._key, flags=[LibFlag.EnforceSecure])
         self._cp = ControlPanel([info], log_level=LogLevel.Error, event_handler=self._from_thread)
         self._cp.start()
         self._watch = self._loop.create_task(self._watch_online(), name=f"osdp-{self.id}")
@@ -80,6 +82,10 @@ class OsdpReader(Reader):
         if self._cp is not None:
             cp, self._cp = self._cp, None
             await asyncio.to_thread(cp.stop)
+        close = getattr(self._open_channel, "close", None)
+        if close is not None:  # a serial port we opened
+            close()
+        self._open_channel = None
         self.online = False
 
     async def feedback(self, granted: bool, reason: str) -> None:
