@@ -345,7 +345,10 @@ class FaceSection(Section):
         ),
     )
     antispoof_threshold: float = Field(
-        default=0.5, ge=0, le=1, description="Lowest MiniFASNet live probability that passes (calibrate per camera)."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Lowest MiniFASNet live probability that passes (calibrate per camera).",
     )
     second_factor_doors: list[Slug] = Field(
         default=[], description="Doors where a face must be combined with a card, PIN or phone key."

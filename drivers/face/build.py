@@ -59,6 +59,8 @@ def face_readers(config: GatewayConfig) -> dict[str, Reader]:
             tuning=Tuning(intra_op_threads=face.threads),
             loop=loop,
             min_motion=face.min_motion,
+            antispoof_dir=face.antispoof_dir,
+            antispoof_threshold=face.antispoof_threshold,
         )
         readers[camera.id] = FaceCameraReader(camera.id, settings, snapshots=snapshots)
     return readers

@@ -65,12 +65,14 @@ def test_build_devices_makes_a_supervised_face_reader_and_the_gateway_combines_f
     from edge.devices import build_devices
     from edge.gateway import Gateway
 
-    config = load(tmp_path, CARD + FACE + 'second_factor_doors = ["lobby"]\nmin_motion = 0.08\n')
+    extra = 'second_factor_doors = ["lobby"]\nmin_motion = 0.08\nantispoof_dir = "/models/minifasnet"\n'
+    config = load(tmp_path, CARD + FACE + extra)
     assert isinstance(config, GatewayConfig)
     devices = build_devices(config)
     reader = devices.readers["lobby-face"]
     assert isinstance(reader, FaceCameraReader)
     assert reader.settings.min_motion == 0.08
+    assert reader.settings.antispoof_dir == Path("/models/minifasnet")
     assert reader.settings.pack_dir == Path("/models/opencv_yunet_sface")
     gateway = Gateway(config, devices)
     assert gateway.factors is not None
