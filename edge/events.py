@@ -31,6 +31,10 @@ class AlarmKind(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     OUTBOX_OVERFLOW = "outbox_overflow"
     FIRE_ALARM = "fire_alarm"  # a fire-alarm input is active: its egress doors are held released
+    # A face camera saw someone linger unmatched, or a face that never showed liveness (drivers/face). Momentary:
+    # never cleared. The detail names the snapshot kept on the gateway; the picture itself is never in an event.
+    FACE_UNKNOWN = "face_unknown"
+    FACE_SPOOF = "face_spoof"
 
 
 class DoorState(StrEnum):

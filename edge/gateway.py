@@ -27,7 +27,7 @@ from edge.config import GatewayConfig
 from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
 from edge.devices import Devices, DoorIO
 from edge.door import DoorRunner
-from edge.events import DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
+from edge.events import AlarmEvent, AlarmKind, DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
 from edge.face.consent import FaceTemplateKeeper
 from edge.face.factors import CombinedFactors, FactorRule
 from edge.model import AccessList, CredentialKind, DoorMode, Site
@@ -108,6 +108,8 @@ class Gateway:
         for reader in self.devices.readers.values():
             reader.bind(self._on_read)
             reader.bind_condition(self._io.reader_condition)
+            if hasattr(reader, "on_face_event"):  # a face camera (drivers/face): unknown faces become alarms
+                reader.on_face_event = self._on_face_event
         for controller in self.devices.controllers.values():
             await controller.start()
         for reader in self.devices.readers.values():
@@ -176,6 +178,20 @@ class Gateway:
             self.spawn(asyncio.to_thread(self._save_state, "pass_uses", uses))
             self.passes.note_use(decision)
         return decision
+
+    def _on_face_event(self, reader_id: str, outcome: Any, snapshot: str | None) -> None:
+        kind = AlarmKind.FACE_UNKNOWN if outcome.kind == "unknown" else AlarmKind.FACE_SPOOF
+        reader = self.site.readers.get(reader_id)
+        detail = outcome.reason + (f"; snapshot {snapshot} kept on the gateway" if snapshot else "")
+        self.bus.publish(
+            AlarmEvent(
+                at=self.clock.now(),
+                kind=kind,
+                door_id=reader.door_id if reader else None,
+                device_id=reader_id,
+                detail=detail,
+            )
+        )
 
     def _sync_face_templates(self) -> None:
         if self.face_templates is not None:

@@ -29,12 +29,12 @@ from typing import Any
 from drivers.face.loop import Outcome, OutcomeKind
 from drivers.face.snapshots import SnapshotStore
 from drivers.face.worker import Ended, Failed, Heartbeat, Ready, WorkerSettings, worker_main
-from drivers.reader import CredentialRead, Reader
+from drivers.reader import CredentialRead, Reader, ReaderCondition
 from edge.model import CredentialKind
 
 log = logging.getLogger(__name__)
 
-FaceEventCallback = Callable[[str, Outcome], None]
+FaceEventCallback = Callable[[str, Outcome, str | None], None]  # reader id, outcome, snapshot file name
 
 
 class FaceCameraReader(Reader):
@@ -63,6 +63,7 @@ class FaceCameraReader(Reader):
         self._stopping = threading.Event()
         self._process: Any = None
         self._conn: Connection | None = None
+        self._reported_offline = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -172,18 +173,24 @@ class FaceCameraReader(Reader):
                 read = CredentialRead(self.id, CredentialKind.FACE, message.face_id)
                 loop.call_soon_threadsafe(self._on_credential, read)
                 return
+            saved: str | None = None
             if self.snapshots is not None and message.snapshot:
                 kind = "unknown" if message.kind is OutcomeKind.UNKNOWN else "spoof"
-                self.snapshots.save(f"{kind}-{self.id}", message.snapshot)
+                saved = self.snapshots.save(f"{kind}-{self.id}", message.snapshot).name
             log.info("face reader %s: %s (%s)", self.id, message.kind, message.reason)
             if self.on_face_event is not None:
-                loop.call_soon_threadsafe(self.on_face_event, self.id, message)
+                loop.call_soon_threadsafe(self.on_face_event, self.id, message, saved)
 
     def _set_online(self, online: bool, why: str) -> None:
+        """On the loop. The first failure and the recovery are reported as reader conditions (alarms)."""
         if online and not self.online:
             log.info("face reader %s online", self.id)
-        elif not online and self.online:
-            log.error("face reader %s offline: %s", self.id, why)
+            if self._reported_offline:
+                self._reported_offline = False
+                self._on_condition(self.id, ReaderCondition.OFFLINE, False, "face worker recovered")
+        elif not online and not self._reported_offline:
+            self._reported_offline = True
+            self._on_condition(self.id, ReaderCondition.OFFLINE, True, why)
         elif not online:
             log.debug("face reader %s still offline: %s", self.id, why)
         self.online = online

@@ -15,7 +15,7 @@ from drivers.face.loop import LoopSettings, Outcome, OutcomeKind
 from drivers.face.reader import FaceCameraReader
 from drivers.face.snapshots import SnapshotStore
 from drivers.face.worker import WorkerSettings
-from drivers.reader import CredentialRead
+from drivers.reader import CredentialRead, ReaderCondition
 from edge.face.pipeline import FacePipeline, read_image
 from edge.face.templates import TemplateStore
 from edge.model import CredentialKind
@@ -37,7 +37,7 @@ async def run_reader(
     reads: list[CredentialRead] = []
     events: list[Outcome] = []
     reader.bind(reads.append)
-    reader.on_face_event = lambda _reader, outcome: events.append(outcome)
+    reader.on_face_event = lambda _reader, outcome, _snapshot: events.append(outcome)
     await reader.start()
     await asyncio.wait_for(reader.ended.wait(), limit)
     await asyncio.sleep(0)  # let the last call_soon_threadsafe callbacks run
@@ -105,9 +105,12 @@ async def test_a_worker_that_cannot_start_leaves_the_reader_offline_and_gives_up
         str(tmp_path / "no-such-camera.mp4"), shared / "models" / "opencv_yunet_sface", tmp_path
     )
     reader = FaceCameraReader("gate-face", settings, backoff=(0.05, 0.1), max_fast_failures=2)
+    conditions: list[tuple[str, ReaderCondition, bool]] = []
+    reader.bind_condition(lambda rid, condition, active, _detail: conditions.append((rid, condition, active)))
     reads, _ = await run_reader(reader)
     assert reads == []
     assert not reader.online
+    assert conditions == [("gate-face", ReaderCondition.OFFLINE, True)]  # reported once, not per retry
 
 
 def test_snapshot_retention(tmp_path: Path) -> None:

@@ -79,6 +79,37 @@ def test_build_devices_makes_a_supervised_face_reader_and_the_gateway_combines_f
     assert set(gateway.factors.rules) == {"lobby"}
 
 
+async def test_unknown_faces_become_alarm_events_without_the_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("insightface")
+    from drivers.face.loop import Outcome, OutcomeKind
+    from edge.config import GatewayConfig
+    from edge.devices import build_devices
+    from edge.events import AlarmEvent, AlarmKind
+    from edge.gateway import Gateway
+
+    monkeypatch.setenv("MENWEI_SECRET_FACE_KEY", "ab" * 32)
+    config = load(tmp_path, CARD + FACE)
+    assert isinstance(config, GatewayConfig)
+    devices = build_devices(config)
+    reader = devices.readers["lobby-face"]
+    reader.start = _no_start  # type: ignore[method-assign]
+    gateway = Gateway(config, devices)
+    alarms: list[AlarmEvent] = []
+    gateway.bus.subscribe(AlarmEvent, lambda e: alarms.append(e))  # type: ignore[arg-type]
+    await gateway.start()
+    try:
+        outcome = Outcome(OutcomeKind.UNKNOWN, 1, 0.0, reason="best similarity 0.12", snapshot=b"jpeg")
+        reader.on_face_event("lobby-face", outcome, "000-unknown-lobby-face.jpg")  # type: ignore[attr-defined]
+    finally:
+        await gateway.stop()
+    [alarm] = [a for a in alarms if a.kind is AlarmKind.FACE_UNKNOWN]
+    assert (alarm.door_id, alarm.device_id) == ("lobby", "lobby-face")
+    assert "000-unknown-lobby-face.jpg kept on the gateway" in alarm.detail
+    assert "jpeg" not in str(alarm.to_record())
+
+
 async def test_templates_follow_the_access_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
