@@ -30,6 +30,7 @@ from edge.door import DoorRunner
 from edge.events import AlarmEvent, AlarmKind, DecisionEvent, Event, EventBus, ModeEvent, RemoteOpenEvent
 from edge.face.consent import FaceTemplateKeeper
 from edge.face.factors import CombinedFactors, FactorRule
+from edge.face.service import FaceEnrolment
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
 from edge.passes.token import is_token
@@ -74,6 +75,18 @@ class Gateway:
         )
         self.face_templates = (
             FaceTemplateKeeper(config.gateway.data_dir, self._face_reloaders) if face is not None else None
+        )
+        # Enrolment on the running gateway (the cloud contract's photo or embedding, local tools).
+        self.face_enrolment = (
+            FaceEnrolment(
+                face.pack_dir,
+                face.manifest,
+                config.gateway.data_dir,
+                lambda: self._engine().acl,
+                self._reload_face_readers,
+            )
+            if face is not None
+            else None
         )
 
     # --- life cycle ------------------------------------------------------------------------------------------
@@ -197,6 +210,10 @@ class Gateway:
         if self.face_templates is not None:
             consenting = self.face_templates.consenting(self._engine().acl)
             self.spawn(asyncio.to_thread(self.face_templates.sync, consenting))
+
+    def _reload_face_readers(self) -> None:
+        for reload in self._face_reloaders():
+            reload()
 
     def _face_reloaders(self) -> list[Callable[[], None]]:
         # Called from the sync thread: reader.reload only writes to the worker's pipe.
