@@ -41,6 +41,8 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import gc
 import importlib.metadata
@@ -65,6 +67,7 @@ from cloud_sync.messages import (
     CommandEnvelope,
     CommandReply,
     Delta,
+    EnrolFace,
     ErrorReport,
     Message,
     OpenDoor,
@@ -91,7 +94,7 @@ from cloud_sync.topics import Topics, parse
 from pydantic import ValidationError
 
 from edge.config import MqttSection
-from edge.errors import AccessListError, StoreError
+from edge.errors import AccessListError, MenweiError, StoreError
 from edge.events import AccessListEvent, CommandEvent, SyncErrorEvent
 from edge.gateway import Gateway
 from edge.model import AccessList
@@ -539,11 +542,45 @@ class Downlink:
                     "acl_version": self._acl().version,
                     "software": SOFTWARE,
                 }
+            case EnrolFace():  # minutes of CPU at worst: answered when done, off the loop (edge.face.service)
+                self.gateway.spawn(self._enrol_face(msg, cmd))
+                return
         log.info("command %s %r by %r carried out", _name(cmd), cmd.id, cmd.operator)
         self._reply(msg, CommandReply(id=cmd.id, ok=True, result=result))
         self._command_event(
             cmd.id, _name(cmd), cmd.operator, True, None, cmd.reason, getattr(cmd, "door", None)
         )
+
+    async def _enrol_face(self, msg: Incoming, cmd: EnrolFace) -> None:
+        service = self.gateway.face_enrolment
+        if service is None:
+            self._command_refused(msg, cmd, "failed", "this gateway has no [face] section")
+            return
+        try:
+            if cmd.photo_b64 is not None:
+                photo = base64.b64decode(cmd.photo_b64, validate=True)
+                done = await service.enrol_photo(cmd.person, cmd.face_id, photo)
+            else:
+                assert cmd.embedding is not None
+                assert cmd.pack is not None
+                done = await service.enrol_embedding(cmd.person, cmd.face_id, cmd.embedding, cmd.pack)
+        except binascii.Error:
+            self._command_refused(msg, cmd, "invalid", "photo_b64 is not base64")
+            return
+        except MenweiError as err:  # FaceError (reason in the text) or a missing face-key credential
+            self._command_refused(msg, cmd, "failed", str(err)[:500])
+            return
+        log.info(
+            "command enrol_face %r by %r: %s enrolled as %s",
+            cmd.id,
+            cmd.operator,
+            done.person_id,
+            done.face_id,
+        )
+        self._reply(
+            msg, CommandReply(id=cmd.id, ok=True, result={"person": done.person_id, "face_id": done.face_id})
+        )
+        self._command_event(cmd.id, _name(cmd), cmd.operator, True, None, cmd.reason, None)
 
     def _command_refused(self, msg: Incoming, cmd: CommandBase, error: ReplyError, detail: str) -> None:
         log.warning("command %s %r by %r refused: %s (%s)", _name(cmd), cmd.id, cmd.operator, error, detail)

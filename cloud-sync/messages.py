@@ -397,7 +397,31 @@ class Ping(CommandBase):
     command: Literal["ping"]
 
 
-Command = Annotated[OpenDoor | SetMode | Resync | Ping, Field(discriminator="command")]
+class EnrolFace(CommandBase):
+    """Enrol a consenting resident's face on this gateway (docs/faces.md): a photo, or an embedding made by the
+    model pack the gateway runs. Refused for a person without face_consent, for a photo that fails the quality
+    gates and for a face already enrolled under someone else (the reply's detail says which). Nothing comes back
+    but the outcome: templates and photos never leave the gateway."""
+
+    command: Literal["enrol_face"]
+    person: Id = Field(description="Person id in the access list; must have face_consent")
+    face_id: Id = Field(description="The FACE credential value this face opens doors as")
+    photo_b64: str | None = Field(
+        default=None, max_length=2_800_000, description="JPEG or PNG photo, base64 (one face, at least 80 px)"
+    )
+    embedding: list[float] | None = Field(default=None, max_length=4096, description="Instead of a photo")
+    pack: str | None = Field(default=None, max_length=64, description="Model pack that made `embedding`")
+
+    @model_validator(mode="after")
+    def _photo_or_embedding(self) -> EnrolFace:
+        if (self.photo_b64 is None) == (self.embedding is None):
+            raise ValueError("give either photo_b64 or embedding")
+        if self.embedding is not None and self.pack is None:
+            raise ValueError("an embedding needs the pack that made it")
+        return self
+
+
+Command = Annotated[OpenDoor | SetMode | Resync | Ping | EnrolFace, Field(discriminator="command")]
 
 
 class CommandEnvelope(Message):
