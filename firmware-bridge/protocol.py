@@ -106,6 +106,14 @@ _CHUNK = ">II"
 _BEGIN_FIXED = 4 + SHA256_SIZE + SIGNATURE_SIZE
 
 
+def _unpack(fmt: str, data: bytes) -> tuple[int, ...]:
+    """struct.unpack that raises ValueError for a payload of the wrong length (CPython's struct.error is not a
+    ValueError, and MicroPython may not have struct.error at all): callers catch one exception."""
+    if len(data) != struct.calcsize(fmt):
+        raise ValueError(f"payload of {len(data)} bytes, expected {struct.calcsize(fmt)}")
+    return tuple(struct.unpack(fmt, data))
+
+
 def u32(value: int) -> bytes:
     return struct.pack(_U32, value)
 
@@ -113,7 +121,7 @@ def u32(value: int) -> bytes:
 def read_u32(payload: bytes) -> int:
     if len(payload) < 4:
         raise ValueError("payload too short for u32")
-    return int(struct.unpack(_U32, payload[:4])[0])
+    return int(_unpack(_U32, payload[:4])[0])
 
 
 def pack_pulse(output: int, energised: bool, ms: int) -> bytes:
@@ -121,7 +129,7 @@ def pack_pulse(output: int, energised: bool, ms: int) -> bytes:
 
 
 def unpack_pulse(payload: bytes) -> tuple[int, bool, int]:
-    output, energised, ms = struct.unpack(_PULSE, payload)
+    output, energised, ms = _unpack(_PULSE, payload)
     return output, bool(energised), ms
 
 
@@ -130,7 +138,7 @@ def pack_output(output: int, energised: bool) -> bytes:
 
 
 def unpack_output(payload: bytes) -> tuple[int, bool]:
-    output, energised = struct.unpack(_OUTPUT, payload)
+    output, energised = _unpack(_OUTPUT, payload)
     return output, bool(energised)
 
 
@@ -139,7 +147,7 @@ def pack_led(led: int, colour: int, ms: int) -> bytes:
 
 
 def unpack_led(payload: bytes) -> tuple[int, int, int]:
-    led, colour, ms = struct.unpack(_LED, payload)
+    led, colour, ms = _unpack(_LED, payload)
     return led, colour, ms
 
 
@@ -148,7 +156,7 @@ def pack_buzzer(ms: int, count: int) -> bytes:
 
 
 def unpack_buzzer(payload: bytes) -> tuple[int, int]:
-    ms, count = struct.unpack(_BUZZER, payload)
+    ms, count = _unpack(_BUZZER, payload)
     return ms, count
 
 
@@ -169,7 +177,7 @@ def pack_status(
 
 
 def unpack_status(payload: bytes) -> tuple[int, int, int, int, bool, int, int, str]:
-    boot_id, uptime, cause, slot, confirmed, outputs, inputs = struct.unpack(
+    boot_id, uptime, cause, slot, confirmed, outputs, inputs = _unpack(
         _STATUS, payload[: struct.calcsize(_STATUS)]
     )
     version = bytes(payload[struct.calcsize(_STATUS) :]).decode()
@@ -196,7 +204,7 @@ def pack_heartbeat(boot_id: int, uptime_ms: int) -> bytes:
 
 
 def unpack_heartbeat(payload: bytes) -> tuple[int, int]:
-    boot_id, uptime = struct.unpack(_HEARTBEAT, payload)
+    boot_id, uptime = _unpack(_HEARTBEAT, payload)
     return boot_id, uptime
 
 
@@ -205,7 +213,7 @@ def pack_boot(boot_id: int, cause: int, slot: int, version: str) -> bytes:
 
 
 def unpack_boot(payload: bytes) -> tuple[int, int, int, str]:
-    boot_id, cause, slot = struct.unpack(_BOOT, payload[: struct.calcsize(_BOOT)])
+    boot_id, cause, slot = _unpack(_BOOT, payload[: struct.calcsize(_BOOT)])
     return boot_id, cause, slot, bytes(payload[struct.calcsize(_BOOT) :]).decode()
 
 
@@ -214,7 +222,7 @@ def pack_input_event(number: int, active: bool) -> bytes:
 
 
 def unpack_input_event(payload: bytes) -> tuple[int, bool]:
-    number, active = struct.unpack(_INPUT, payload)
+    number, active = _unpack(_INPUT, payload)
     return number, bool(active)
 
 
@@ -223,7 +231,7 @@ def pack_reader_event(reader: int, fmt: int, bits: int, data: bytes) -> bytes:
 
 
 def unpack_reader_event(payload: bytes) -> tuple[int, int, int, bytes]:
-    reader, fmt, bits = struct.unpack(_READER, payload[: struct.calcsize(_READER)])
+    reader, fmt, bits = _unpack(_READER, payload[: struct.calcsize(_READER)])
     return reader, fmt, bits, bytes(payload[struct.calcsize(_READER) :])
 
 
@@ -247,7 +255,7 @@ def pack_chunk(offset: int, crc32: int, data: bytes) -> bytes:
 
 
 def unpack_chunk(payload: bytes) -> tuple[int, int, bytes]:
-    offset, crc = struct.unpack(_CHUNK, payload[: struct.calcsize(_CHUNK)])
+    offset, crc = _unpack(_CHUNK, payload[: struct.calcsize(_CHUNK)])
     return offset, crc, bytes(payload[struct.calcsize(_CHUNK) :])
 
 

@@ -161,7 +161,7 @@ class Device:
             answer = Frame(FrameType.ACK, frame.seq, frame.opcode, handler(frame.payload))
         except NakError as nak:
             answer = Frame(FrameType.NAK, frame.seq, frame.opcode, p.pack_nak(nak.code, nak.detail))
-        except (ValueError, IndexError):  # struct.error is a ValueError subclass on MicroPython too
+        except (ValueError, IndexError):  # protocol's unpacking raises ValueError for a bad length
             answer = Frame(FrameType.NAK, frame.seq, frame.opcode, p.pack_nak(NakCode.BAD_ARGUMENT))
         encoded = encode_frame(answer)
         if frame.seq not in self.replies:
