@@ -21,6 +21,7 @@ import logging
 import os
 import selectors
 import threading
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,8 +104,9 @@ class _LineReader(Reader):
         self.feedback_log.append(Feedback(granted, reason))
         log.info("%s: pass %s (%s)", self.id, "granted" if granted else "refused", reason)
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Read lines until stopped, handing each to _hand_over. Runs in the reader's own thread."""
 
     def _hand_over(self, line: str) -> None:
         text = line.strip()
