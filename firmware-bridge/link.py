@@ -96,6 +96,7 @@ class Link:
         self._up_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._port_error_logged = False
+        self._down_reported = False  # an absent board is reported down once, not every heartbeat
 
     async def start(self) -> None:
         """Open the port and start heartbeats. Never raises: a missing port is retried in the background."""
@@ -162,6 +163,7 @@ class Link:
         loop = asyncio.get_running_loop()
         heartbeat = encode_frame(Frame(FrameType.HEARTBEAT, 0, Op.HEARTBEAT))
         next_open = 0.0
+        started = time.monotonic()
         while True:
             now = time.monotonic()
             if self._serial is None and now >= next_open:
@@ -171,8 +173,10 @@ class Link:
                 with contextlib.suppress(BridgeError):
                     self._write(heartbeat)
             silence = self.timing.heartbeat_s * self.timing.missed
-            if self.up and time.monotonic() - self._last_rx > silence:
-                self._set_up(False, f"no heartbeat for {silence:.1f} s")
+            quiet = time.monotonic() - max(self._last_rx, started)
+            if quiet > silence and (self.up or not self._down_reported):
+                detail = f"no heartbeat for {silence:.1f} s" if self._serial else f"cannot open {self.port}"
+                self._set_up(False, detail)
             await asyncio.sleep(self.timing.heartbeat_s)
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -265,6 +269,7 @@ class Link:
 
     def _set_up(self, up: bool, detail: str) -> None:
         self.up = up
+        self._down_reported = not up
         if up:
             self._up_event.set()
             log.info("%s: link up (%s)", self.name, detail)

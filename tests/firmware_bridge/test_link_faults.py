@@ -168,3 +168,29 @@ async def test_bad_arguments_are_refused(
     with pytest.raises(DriverError) as err:
         await ctl.set_output(9, True)
     assert err.value.reason is DriverErrorReason.BAD_ARGUMENT
+
+
+async def test_an_absent_board_is_reported_offline_once_then_online(bench: Bench) -> None:
+    bench.relay.unplug()
+    ctl = FirmwareBridgeController("mcu-1", bench.port, timing=FAST_LINK)
+    rec = Recorder()
+    ctl.bind(rec.on_input, rec.on_online)
+    await ctl.start()
+    try:
+        await eventually(lambda: rec.online == [(False, "no heartbeat for 0.2 s")])
+        bench.relay.replug()
+        await eventually(lambda: ctl.online)
+        assert [online for online, _ in rec.online] == [False, True]
+    finally:
+        await ctl.stop()
+
+
+async def test_a_missing_port_is_reported_offline() -> None:
+    ctl = FirmwareBridgeController("mcu-9", "/dev/nonexistent-menwei-port", timing=FAST_LINK)
+    rec = Recorder()
+    ctl.bind(rec.on_input, rec.on_online)
+    await ctl.start()
+    try:
+        await eventually(lambda: rec.online == [(False, "cannot open /dev/nonexistent-menwei-port")])
+    finally:
+        await ctl.stop()
