@@ -85,12 +85,17 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
     from edge.face.pipeline import FacePipeline
     from edge.face.templates import TemplateStore
 
+    try:  # the camera first: a missing one fails in milliseconds, without loading the models each retry
+        source = open_source(settings.source)
+    except OSError as err:
+        conn.send(Failed(str(err)))
+        return
     try:
         pack = load_pack(settings.pack_dir, settings.manifest)
         pipeline = FacePipeline(pack, settings.tuning)
         store = TemplateStore.open(settings.data_dir)
-        source = open_source(settings.source)
     except (MenweiError, OSError) as err:
+        source.close()
         conn.send(Failed(str(err)))
         return
 
