@@ -44,10 +44,11 @@ Line = TcpLine | SerialLine
 
 
 class ModbusBus:
-    def __init__(self, line: Line, *, timeout: float = 0.5, frame_gap: float = 0.005) -> None:
+    def __init__(self, line: Line, *, timeout: float = 0.5, frame_gap: float | None = None) -> None:
         self.line = line
         self.timeout = timeout
-        self.frame_gap = frame_gap
+        # RS-485 boards want a little silence between frames; TCP (and its framing) does not.
+        self.frame_gap = frame_gap if frame_gap is not None else (0.0 if isinstance(line, TcpLine) else 0.005)
         self.lock = asyncio.Lock()
         self._client: ModbusBaseClient | None = None
         self._last_frame = 0.0

@@ -44,6 +44,7 @@ class OsdpReader(Reader):
         facility: int | None = None,
         pin_timeout: float = 10.0,
         watch_seconds: float = 0.2,
+        startup_grace: float = 3.0,
     ) -> None:
         super().__init__(reader_id)
         if len(key) != KEY_LENGTH:
@@ -52,6 +53,7 @@ class OsdpReader(Reader):
         self.card_format = card_format
         self.facility = facility
         self.watch_seconds = watch_seconds
+        self.startup_grace = startup_grace
         self.counters: Counter[str] = Counter()  # cards, pins, bad_cards, ignored, feedback, feedback_skipped
         self._channel = channel
         self._key = key
@@ -94,7 +96,12 @@ class OsdpReader(Reader):
             self.counters["feedback_skipped"] += 1
             return
         for command in GRANTED if granted else DENIED:
-            await self.send(command)
+            try:
+                await self.send(command)
+            except DriverError as err:  # went offline (or stopped) meanwhile: the door still works
+                self.counters["feedback_failed"] += 1
+                log.debug("%s: feedback not sent: %s", self.id, err)
+                return
 
     async def send(self, command: Led | Buzzer) -> None:
         """Send one validated LED or buzzer command (validation happened when it was built)."""
@@ -155,9 +162,14 @@ class OsdpReader(Reader):
         )
 
     async def _watch_online(self) -> None:
+        loop = asyncio.get_running_loop()
+        grace_until = loop.time() + self.startup_grace  # the secure channel handshake takes a moment
         while True:
             cp = self._cp
             online = bool(cp is not None and cp.is_online(self.address) and cp.is_sc_active(self.address))
+            if self._reported is None and not online and loop.time() < grace_until:
+                await asyncio.sleep(self.watch_seconds)
+                continue
             previous, self._reported = self._reported, online
             self.online = online
             if previous is not online and not (previous is None and online):

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,7 @@ class SimulatedModbusBoard:
         self.garble = 0  # corrupt this many of the next replies
         self.requests = 0
         self.port = 0  # the TCP port, once serving
+        self.on_write: Callable[[OutputWrite], None] | None = None  # e.g. a benchmark's stopwatch
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -181,7 +182,10 @@ class SimulatedModbusBoard:
         task.add_done_callback(self._tasks.discard)
 
     def _record(self, output: int, energised: bool, mono: float) -> None:
-        self.writes.append(OutputWrite(output, energised, mono))
+        write = OutputWrite(output, energised, mono)
+        self.writes.append(write)
+        if self.on_write is not None:
+            self.on_write(write)
         del self.writes[:-10_000]
         log.info("output %d %s", output, "energised" if energised else "released")
 
