@@ -17,12 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from edge.face.enroll import Enrolled
 from edge.face.errors import EnrolError, EnrolProblem, FaceError, QualityError, QualityProblem
 from edge.model import AccessList
+
+if TYPE_CHECKING:  # the gateway imports this module; numpy and the models only load in the enrolment process
+    from edge.face.enroll import Enrolled
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ _Result = tuple[bool, str, str, str]
 def run_job(job: EnrolJob) -> _Result:
     """In the child process: load the pack, the sealed store and the gallery, enrol one photo or embedding."""
     import cv2
+    import numpy as np
 
     from edge.face.enroll import Enroller, load_gallery
     from edge.face.packs import load_pack
@@ -143,4 +145,6 @@ class FaceEnrolment:
                 raise EnrolError(EnrolProblem(reason), detail)
             raise FaceError(message)
         self._reload()
+        from edge.face.enroll import Enrolled
+
         return Enrolled(value, face_id, person_id)
