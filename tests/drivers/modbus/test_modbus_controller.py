@@ -208,3 +208,27 @@ async def test_rtu_over_a_pty_pair_with_two_controllers_sharing_the_line(pty_pai
         await other.stop()
         await c.stop()
         await b.stop()
+
+
+async def test_garbled_rtu_frames_and_exceptions_are_survived(pty_pair: tuple[str, str]) -> None:
+    gw_port, board_port = pty_pair
+    b = SimulatedModbusBoard(outputs=4, inputs=8, device_id=7)
+    await b.serve_serial(board_port, baudrate=115200)
+    c, seen = controller(ModbusBus(SerialLine(gw_port, baudrate=115200), timeout=0.2))
+    c.device_id = 7
+    await c.start()
+    try:
+        await until(lambda: seen.online == [True])
+        b.garble = 3  # bad CRCs on the line
+        await until(lambda: b.garble == 0)
+        b.fail_with = ExcCodes.ILLEGAL_ADDRESS
+        await until(lambda: c.counters["exceptions"] >= 2)
+        b.fail_with = None
+        await b.set_input(4, True)
+        await until(lambda: InputChange("board-1", 4, True) in seen.inputs)
+        await c.set_output(1, True)
+        assert await b.output(1)
+        assert seen.online[-1] is True
+    finally:
+        await c.stop()
+        await b.stop()
