@@ -118,3 +118,11 @@ async def test_a_board_reset_does_not_leave_the_maglock_released(
     bench.device.reset()  # the reset drops every relay...
     await eventually(lambda: bench.device.boots == 2)
     await eventually(lambda: bench.board.level(2))  # ...and the controller puts the maglock back
+
+
+def test_a_bridge_reader_must_name_a_firmware_bridge_controller(tmp_path: Path) -> None:
+    data = config_data(tmp_path, "/dev/ttyAMA0")
+    data["controllers"].append({"type": "simulated", "id": "sim-9", "outputs": 1, "inputs": 0})
+    data["readers"][-1]["controller"] = "sim-9"
+    with pytest.raises(ValueError, match=r"'sim-9' is not a firmware-bridge controller"):
+        GatewayConfig.model_validate(data)
