@@ -655,6 +655,25 @@ class OsdpReaderConfig(ReaderBase):
     )
 
 
+class BleReaderConfig(ReaderBase):
+    """A BLE scanner for residents' phone keys (drivers/ble/, docs/ble-phone-keys.md). Needs bleak (the `ble`
+    extra) and a Bluetooth adapter (BlueZ)."""
+
+    type: Literal["ble"] = Field(description="Reader kind.")
+    keys_credential: CredentialName = Field(
+        description=(
+            "Credential name of the phone keys: one 'key-id hex-key' pair per line (32-byte keys; the key id "
+            "is the value of the person's 'ble' credential in the access list)."
+        )
+    )
+    company_id: int = Field(
+        default=0xFFFF, ge=0, le=0xFFFF, description="Bluetooth SIG company id the phones advertise under."
+    )
+    rssi_threshold: int = Field(
+        default=-70, ge=-127, le=0, description="Weakest signal (dBm) taken as 'at this door'; not security."
+    )
+
+
 ReaderConfig = Annotated[
     SimulatedReader
     | FirmwareBridgeReader
@@ -663,6 +682,7 @@ ReaderConfig = Annotated[
     | SerialScannerReader
     | WiegandSerialReader
     | OsdpReaderConfig
+    | BleReaderConfig
     | FaceCameraReader,
     Field(discriminator="type"),
 ]

@@ -16,6 +16,7 @@ from drivers.door_controller import DoorController, InputChange
 from drivers.reader import Reader, ReaderCondition
 from edge.clock import Clock
 from edge.config import (
+    BleReaderConfig,
     GatewayConfig,
     LineScannerReader,
     ModbusRtuController,
@@ -264,6 +265,8 @@ def build_devices(config: GatewayConfig) -> Devices:
                 devices.readers[r.id] = _wiegand_reader(r)
             case OsdpReaderConfig():
                 devices.readers[r.id] = _osdp_reader(r, i)
+            case BleReaderConfig():
+                devices.readers[r.id] = _ble_reader(r, i)
     if config.face is not None:
         from drivers.face.build import face_readers
 
@@ -324,6 +327,44 @@ def _wiegand_reader(r: WiegandSerialReader) -> Reader:
         facility=r.facility_code,
         pin_timeout=r.pin_timeout_seconds,
     )
+
+
+def _ble_reader(r: BleReaderConfig, index: int) -> Reader:
+    if importlib.util.find_spec("bleak") is None:
+        raise ConfigError(
+            f"readers[{index}]: type 'ble' needs bleak, which is not installed (install menwei with the 'ble' extra)"
+        )
+    from drivers.ble.reader import BleReader
+
+    secret = read_secret(r.keys_credential)
+    assert secret is not None  # required: absent raises ConfigError
+    return BleReader(
+        r.id,
+        ble_keys(r.keys_credential, secret.get_secret_value()),
+        company_id=r.company_id,
+        rssi_threshold=r.rssi_threshold,
+    )
+
+
+def ble_keys(name: str, text: str) -> dict[str, bytes]:
+    """Phone keys from a credential: 'key-id hex-key' per line; blank lines and '#' comments are skipped. Until
+    the cloud contract carries phone keys, this file is how they reach the gateway."""
+    keys: dict[str, bytes] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            key = bytes.fromhex(parts[1])
+        except ValueError:
+            raise ConfigError(f"secret {name!r} line {number}: expected 'key-id hex-key'") from None
+        if len(key) != 32:
+            raise ConfigError(f"secret {name!r} line {number}: a phone key is 32 bytes (64 hex digits)")
+        keys[parts[0]] = key
+    return keys
 
 
 def _osdp_reader(r: OsdpReaderConfig, index: int) -> Reader:
