@@ -9,6 +9,7 @@ Rules it keeps (the host relies on each):
 - Events (input changes, reader data, boot) are queued and sent one at a time, resent every `event_retry_ms`
   until the host acks that seq, so none is lost to a noisy line; order is kept.
 - A heartbeat goes out every `heartbeat_ms` whatever happens; the host declares the link down when they stop.
+  The other way, the board tells its `Board.host_link` when the gateway's heartbeats stop or come back.
 - Each boot picks a random boot id and a random first event seq, so the host can tell a reset from a retry.
 - Firmware updates arrive in chunks into the inactive slot, each chunk checked (CRC-32 read back from flash)
   and the progress saved, so a transfer resumes where it stopped. Commit verifies the SHA-256 and the Ed25519
@@ -40,6 +41,7 @@ class DeviceConfig:
         reply_cache: int = 16,
         self_test_after_ms: int = 200,
         trial_timeout_ms: int = 3000,
+        host_missed: int = 3,
     ) -> None:
         self.heartbeat_ms = heartbeat_ms
         self.event_retry_ms = event_retry_ms
@@ -47,6 +49,7 @@ class DeviceConfig:
         self.reply_cache = reply_cache
         self.self_test_after_ms = self_test_after_ms
         self.trial_timeout_ms = trial_timeout_ms
+        self.host_missed = host_missed  # host heartbeat periods of silence before the gateway counts as gone
 
 
 class NakError(Exception):
@@ -95,6 +98,7 @@ class Device:
         self.events_dropped = 0
         self.last_heartbeat = self.started - self.config.heartbeat_ms
         self.last_host = -1
+        self.host_up = False
         self.handlers: dict[int, Callable[[bytes], bytes]] = {
             Op.STATUS: self._status,
             Op.PULSE: self._pulse,
@@ -124,6 +128,12 @@ class Device:
             if self.clock.diff(now, deadline) >= 0:
                 del self.pulses[output]
                 self._drive(output, level)
+        host_up = self.last_host >= 0 and (
+            self.clock.diff(now, self.last_host) < self.config.heartbeat_ms * self.config.host_missed
+        )
+        if host_up != self.host_up:
+            self.host_up = host_up
+            self.board.host_link(host_up)  # e.g. an amber LED while the gateway is gone
         self._scan(now)
         self._check_trial(now)
         if self.events and (

@@ -50,6 +50,9 @@ class Board:
     def buzzer(self, ms: int, count: int) -> None:
         pass
 
+    def host_link(self, up: bool) -> None:
+        """The gateway's heartbeats stopped (False) or came back (True): show it, e.g. an amber LED."""
+
     def self_test(self) -> bool:
         """Whether the running image works well enough to keep (checked once after a boot on trial)."""
         return True

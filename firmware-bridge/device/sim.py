@@ -67,6 +67,7 @@ class SimBoard(Board):
         self.history: list[OutputChange] = []
         self.leds: list[tuple[int, int, int]] = []
         self.buzzes: list[tuple[int, int]] = []
+        self.host_changes: list[bool] = []  # what host_link was told, in order
         self._levels = [False] * (outputs + 1)
         self._inputs = [False] * inputs
         self._reads: list[tuple[int, int, int, bytes]] = []
@@ -121,6 +122,9 @@ class SimBoard(Board):
 
     def buzzer(self, ms: int, count: int) -> None:
         self.buzzes.append((ms, count))
+
+    def host_link(self, up: bool) -> None:
+        self.host_changes.append(up)
 
     def self_test(self) -> bool:
         return self.healthy

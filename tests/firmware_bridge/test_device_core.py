@@ -139,3 +139,17 @@ def test_any_payload_to_any_opcode_is_answered_never_raises(opcode: int, payload
     device.poll()
     answers = [f for f in port.sent if f.seq == 5 and f.type in (FrameType.ACK, FrameType.NAK)]
     assert len(answers) == 1
+
+
+def test_the_board_notices_when_the_gateway_stops_and_returns() -> None:
+    device, port, clock, board = make()
+    host_beat = encode_frame(Frame(FrameType.HEARTBEAT, 0, Op.HEARTBEAT))
+    port.inbox += host_beat
+    device.poll()
+    assert board.host_changes == [True]
+    clock.now += 3 * 500
+    device.poll()
+    assert board.host_changes == [True, False]
+    port.inbox += host_beat
+    device.poll()
+    assert board.host_changes == [True, False, True]
