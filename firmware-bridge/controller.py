@@ -79,6 +79,8 @@ class FirmwareBridgeController(DoorController):
         self._readers: dict[int, Callable[[ReaderData], None]] = {}
         self._levels: dict[int, bool] = {}
         self._rest: dict[int, bool] = {}  # output -> the level it should rest at
+        self._writes = 0  # counts writes, so a resync does not undo a write made while it runs
+        self._written: dict[int, int] = {}  # output -> value of _writes at its last write
         self._sync: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -95,6 +97,8 @@ class FirmwareBridgeController(DoorController):
         if not 1 <= output <= self.outputs:
             raise DriverError(self.id, DriverErrorReason.BAD_ARGUMENT, f"no output {output}")
         self._rest[output] = energised if pulse_seconds is None else not energised
+        self._writes += 1
+        self._written[output] = self._writes
         try:
             if pulse_seconds is not None:
                 ms = max(1, min(round(pulse_seconds * 1000), p.MAX_PULSE_MS))
@@ -127,8 +131,11 @@ class FirmwareBridgeController(DoorController):
 
     async def _resync_board(self) -> None:
         try:
-            for output, level in list(self._rest.items()):
-                await self.link.request(Op.SET_OUTPUT, p.pack_output(output, level))
+            mark = self._writes
+            for output in list(self._rest):
+                if self._written.get(output, 0) > mark:
+                    continue  # written (e.g. a grant's pulse) since the resync began: that write stands
+                await self.link.request(Op.SET_OUTPUT, p.pack_output(output, self._rest[output]))
             levels = p.unpack_inputs(await self.link.request(Op.INPUTS))
         except (BridgeError, ValueError, IndexError) as err:
             log.debug("%s: resync failed: %s", self.id, err)
