@@ -7,7 +7,8 @@ credentials directory (see install.py for giving a new reader its key).
 libosdp runs its own thread; its event callback only hands each event to the loop (call_soon_threadsafe).
 Card reads must be raw Wiegand bits (the decoder checks their parity); keypad keys become a PIN. A watch task
 reports the reader offline (not answering, or refused by the secure channel) and back; a tamper status
-report is a tamper condition. Feedback is sent only while the reader is online, and only as commands that
+report is a tamper condition. libosdp keeps a reader offline for 300 s after a NAK, and a few garbled bytes
+on the line are enough for one, so a reader offline for a while gets a fresh ControlPanel (capped backoff). Feedback is sent only while the reader is online, and only as commands that
 feedback.py has validated, because one NAK costs the reader five minutes offline.
 """
 
@@ -45,6 +46,8 @@ class OsdpReader(Reader):
         pin_timeout: float = 10.0,
         watch_seconds: float = 0.2,
         startup_grace: float = 3.0,
+        restart_min: float = 2.0,
+        restart_max: float = 60.0,
     ) -> None:
         super().__init__(reader_id)
         if len(key) != KEY_LENGTH:
@@ -54,6 +57,8 @@ class OsdpReader(Reader):
         self.facility = facility
         self.watch_seconds = watch_seconds
         self.startup_grace = startup_grace
+        self.restart_min = restart_min
+        self.restart_max = restart_max
         self.counters: Counter[str] = Counter()  # cards, pins, bad_cards, ignored, feedback, feedback_skipped
         self._channel = channel
         self._key = key
@@ -66,13 +71,8 @@ class OsdpReader(Reader):
         self._tamper = False
 
     async def start(self) -> None:
-        from osdp import ControlPanel, LibFlag, LogLevel, PDInfo
-
         self._loop = asyncio.get_running_loop()
-        self._open_channel = self._channel()
-        info = PDInfo(self.address, self._open_channel, scbk=self._key, flags=[LibFlag.EnforceSecure])
-        self._cp = ControlPanel([info], log_level=LogLevel.Error, event_handler=self._from_thread)
-        self._cp.start()
+        self._open_panel()
         self._watch = self._loop.create_task(self._watch_online(), name=f"osdp-{self.id}")
 
     async def stop(self) -> None:
@@ -81,6 +81,18 @@ class OsdpReader(Reader):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+        await self._close_panel()
+        self.online = False
+
+    def _open_panel(self) -> None:
+        from osdp import ControlPanel, LibFlag, LogLevel, PDInfo
+
+        self._open_channel = self._channel()
+        info = PDInfo(self.address, self._open_channel, scbk=self._key, flags=[LibFlag.EnforceSecure])
+        self._cp = ControlPanel([info], log_level=LogLevel.Error, event_handler=self._from_thread)
+        self._cp.start()
+
+    async def _close_panel(self) -> None:
         if self._cp is not None:
             cp, self._cp = self._cp, None
             await asyncio.to_thread(cp.stop)
@@ -88,7 +100,6 @@ class OsdpReader(Reader):
         if close is not None:  # a serial port we opened
             close()
         self._open_channel = None
-        self.online = False
 
     async def feedback(self, granted: bool, reason: str) -> None:
         cp = self._cp
@@ -164,12 +175,28 @@ class OsdpReader(Reader):
     async def _watch_online(self) -> None:
         loop = asyncio.get_running_loop()
         grace_until = loop.time() + self.startup_grace  # the secure channel handshake takes a moment
+        restart_delay = self.restart_min
+        offline_since: float | None = None
         while True:
             cp = self._cp
             online = bool(cp is not None and cp.is_online(self.address) and cp.is_sc_active(self.address))
             if self._reported is None and not online and loop.time() < grace_until:
                 await asyncio.sleep(self.watch_seconds)
                 continue
+            if online:
+                offline_since, restart_delay = None, self.restart_min
+            elif offline_since is None:
+                offline_since = loop.time()
+            elif loop.time() - offline_since >= restart_delay:
+                # libosdp keeps a reader offline for 300 s after a NAK (a garbled byte on the line is enough to
+                # desynchronise the secure channel); a fresh ControlPanel re-establishes it in a fraction of a
+                # second. Backoff (capped) keeps a reader that is really gone from churning the line.
+                log.info("%s: restarting the OSDP control panel for reader %d", self.id, self.address)
+                self.counters["restarts"] += 1
+                await self._close_panel()
+                self._open_panel()
+                offline_since = loop.time()
+                restart_delay = min(self.restart_max, restart_delay * 2)
             previous, self._reported = self._reported, online
             self.online = online
             if previous is not online and not (previous is None and online):

@@ -131,7 +131,7 @@ async def test_tamper_is_a_condition(secure: Rig) -> None:
 
 
 async def test_wrong_key_is_refused_and_reported_offline(pty_fds: tuple[int, int]) -> None:
-    r = await rig(*pty_fds, new_key(), new_key())
+    r = await rig(*pty_fds, new_key(), new_key(), startup_grace=0.5)
     try:
         await until(lambda: r.seen.conditions == [(ReaderCondition.OFFLINE, True)])
         r.pd.present_card(10001, 42)
@@ -145,7 +145,7 @@ async def test_wrong_key_is_refused_and_reported_offline(pty_fds: tuple[int, int
 
 async def test_no_plaintext_fallback(pty_fds: tuple[int, int]) -> None:
     # A reader without a key (install mode) would talk in the clear; the enforcing panel refuses it.
-    r = await rig(*pty_fds, new_key(), None)
+    r = await rig(*pty_fds, new_key(), None, startup_grace=0.5)
     try:
         await until(lambda: r.seen.conditions == [(ReaderCondition.OFFLINE, True)])
         r.pd.present_card(10001, 42)
@@ -198,3 +198,49 @@ def test_commands_a_reader_would_nak_are_refused_before_sending(build: Callable[
     with pytest.raises(ValueError):
         build()
     Buzzer(on_count=0, stop=True)  # stopping is fine
+
+
+class GarblingChannel(FdChannel):
+    """The gateway's end of the line, with noise: corrupts the next `noise` reads."""
+
+    noise = 0
+
+    def read(self, max_bytes: int) -> bytes:
+        data = super().read(max_bytes)
+        if data and GarblingChannel.noise > 0:
+            GarblingChannel.noise -= 1
+            return bytes(b ^ 0x55 for b in data)
+        return data
+
+
+async def test_garbled_line_is_survived_and_the_reader_comes_back(pty_fds: tuple[int, int]) -> None:
+    # A few garbled bytes desynchronise the secure channel; libosdp would keep the reader offline for 300 s.
+    cp_fd, pd_fd = pty_fds
+    key = new_key()
+    pd = SimulatedOsdpReader(lambda: FdChannel(pd_fd), address=ADDRESS, key=key)
+    reader = OsdpReader(
+        "gate-in",
+        lambda: GarblingChannel(cp_fd),
+        address=ADDRESS,
+        key=key,
+        restart_min=0.5,
+        startup_grace=1.0,
+    )
+    reads: list[CredentialRead] = []
+    conditions: list[bool] = []
+    reader.bind(reads.append)
+    reader.bind_condition(lambda rid, condition, active, detail: conditions.append(active))
+    pd.start()
+    await reader.start()
+    try:
+        await until(lambda: reader.online)
+        GarblingChannel.noise = 3
+        await until(lambda: conditions == [True])  # offline alarm
+        await until(lambda: conditions == [True, False], limit=15)  # and back, long before 300 s
+        assert reader.counters["restarts"] >= 1
+        pd.present_card(10001)
+        await until(lambda: len(reads) == 1)
+    finally:
+        GarblingChannel.noise = 0
+        await reader.stop()
+        await asyncio.to_thread(pd.stop)
