@@ -167,6 +167,13 @@ class DoorIO:
                 detail=detail,
             )
         )
+        if online:  # a board that lost power lost its outputs too: drive every door back to its state
+            released = self._released()
+            for runner in self._runners.values():
+                door = runner.door
+                if door.controller == controller_id:
+                    unlock = door.id in released or runner.machine.relay_unlocked
+                    self._drive(door, relay_level(door, unlock), None)
 
     def _on_relay(self, event: Event) -> None:
         assert isinstance(event, RelayCommand)

@@ -131,9 +131,10 @@ async def test_dead_board_raises_device_offline_and_recovers(
     await board.stop()
     offline = [(a.device_id, a.active) for a in alarms if a.kind is AlarmKind.DEVICE_OFFLINE]
     await until(lambda: ("board-1", True) in [(a.device_id, a.active) for a in alarms])
-    await board.serve_tcp(port=port)
+    await board.serve_tcp(port=port)  # a board back from a power cut: every coil off
     await until(lambda: [a.active for a in alarms if a.kind is AlarmKind.DEVICE_OFFLINE] == [True, False])
     assert offline == []
+    await until(lambda: board.output(2))  # the side door's maglock is locked again (energised), unasked
 
 
 def test_boards_on_one_serial_port_share_one_bus(tmp_path: Path) -> None:
