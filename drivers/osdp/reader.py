@@ -8,8 +8,9 @@ libosdp runs its own thread; its event callback only hands each event to the loo
 Card reads must be raw Wiegand bits (the decoder checks their parity); keypad keys become a PIN. A watch task
 reports the reader offline (not answering, or refused by the secure channel) and back; a tamper status
 report is a tamper condition. libosdp keeps a reader offline for 300 s after a NAK, and a few garbled bytes
-on the line are enough for one, so a reader offline for a while gets a fresh ControlPanel (capped backoff). Feedback is sent only while the reader is online, and only as commands that
-feedback.py has validated, because one NAK costs the reader five minutes offline.
+on the line are enough for one, so a reader offline for a while gets a fresh ControlPanel (capped backoff).
+Feedback is sent only while the reader is online, and only as commands that feedback.py has validated, so
+the gateway itself never earns a NAK.
 """
 
 from __future__ import annotations
