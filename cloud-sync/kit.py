@@ -23,6 +23,7 @@ Errors derive from `KitError`.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import queue
@@ -45,6 +46,7 @@ from cloud_sync.messages import (
     CommandEnvelope,
     CommandReply,
     Delta,
+    EnrolFace,
     ErrorReport,
     EventBatch,
     GatewayStatus,
@@ -83,6 +85,7 @@ __all__ = [
     "KitError",
     "PublishError",
     "TlsFiles",
+    "enrol_face",
     "mosquitto_acl",
     "open_door",
     "ping",
@@ -158,7 +161,33 @@ def resync(*, operator: str, reason: str = "", ttl: float = DEFAULT_TTL) -> Resy
     return Resync(command="resync", operator=operator, reason=reason, **_stamp(ttl))
 
 
-AnyCommand = OpenDoor | SetMode | Resync | Ping
+def enrol_face(
+    person: str,
+    face_id: str,
+    *,
+    photo: bytes | None = None,
+    embedding: list[float] | None = None,
+    pack: str | None = None,
+    operator: str,
+    reason: str = "",
+    ttl: float = 300.0,
+) -> EnrolFace:
+    """Enrol a consenting resident's face (docs/faces.md): a JPEG/PNG photo, or an embedding and the model pack
+    that made it. The gateway answers when it is done (seconds), with the reason if it refused."""
+    return EnrolFace(
+        command="enrol_face",
+        person=person,
+        face_id=face_id,
+        photo_b64=base64.b64encode(photo).decode("ascii") if photo is not None else None,
+        embedding=embedding,
+        pack=pack,
+        operator=operator,
+        reason=reason,
+        **_stamp(ttl),
+    )
+
+
+AnyCommand = OpenDoor | SetMode | Resync | Ping | EnrolFace
 
 # What a kit watches: model -> topic leaf under each gateway.
 WATCHED: dict[type[Message], str] = {

@@ -66,6 +66,17 @@ class Publisher:
         return len(self.sent)
 
 
+def test_the_kit_builds_the_command() -> None:
+    from cloud_sync.kit import enrol_face
+
+    cmd = enrol_face("p1", "tpl-1", photo=b"\xff\xd8jpeg", operator="office")
+    assert (cmd.command, cmd.person, cmd.face_id, cmd.photo_b64) == ("enrol_face", "p1", "tpl-1", "/9hqcGVn")
+    with pytest.raises(ValueError, match="either photo_b64 or embedding"):
+        enrol_face("p1", "tpl-1", operator="office")
+    with pytest.raises(ValueError, match="needs the pack"):
+        enrol_face("p1", "tpl-1", embedding=[0.1, 0.2], operator="office")
+
+
 def command(cid: str, **fields: Any) -> bytes:
     now = datetime.now(UTC)
     body = {"command": "enrol_face", "id": cid, "operator": "office", "issued_at": now.isoformat()}
