@@ -426,6 +426,13 @@ class ModbusProfileConfig(Section):
     pulse_unit_seconds: float = Field(
         default=0.1, gt=0, le=60, allow_inf_nan=False, description="Seconds per unit of the pulse command."
     )
+    pulse_command: Literal["write-register", "write-coil-value"] = Field(
+        default="write-register",
+        description=(
+            "How the pulse is sent: 'write-register' (FC06, the time as the register value) or "
+            "'write-coil-value' (FC05 with the time as the value: Waveshare's 'flash on')."
+        ),
+    )
 
 
 class _ModbusController(ControllerBase):

@@ -289,7 +289,7 @@ def _modbus_controller(c: ModbusTcpController | ModbusRtuController, buses: dict
         )
     from drivers.modbus.bus import ModbusBus, SerialLine, TcpLine
     from drivers.modbus.controller import ModbusDoorController
-    from drivers.modbus.profile import BoardProfile, PulseCommand, Table
+    from drivers.modbus.profile import BoardProfile, PulseCommand, PulseKind, Table
 
     line: TcpLine | SerialLine
     if isinstance(c, ModbusTcpController):
@@ -308,7 +308,9 @@ def _modbus_controller(c: ModbusTcpController | ModbusRtuController, buses: dict
         output_on_value=p.output_on_value,
         input_table=Table(p.input_table),
         input_address=p.input_address,
-        pulse=None if p.pulse_address is None else PulseCommand(p.pulse_address, p.pulse_unit_seconds),
+        pulse=None
+        if p.pulse_address is None
+        else PulseCommand(p.pulse_address, p.pulse_unit_seconds, kind=PulseKind(p.pulse_command)),
     )
     return ModbusDoorController(
         c.id,

@@ -157,3 +157,21 @@ class ModbusBus:
 
     async def write_register(self, device_id: int, address: int, value: int) -> None:
         await self.call(lambda client: client.write_register(address, value, device_id=device_id))
+
+    async def write_coil_value(self, device_id: int, address: int, value: int) -> None:
+        """FC05 with a raw 16-bit value instead of ON/OFF: some boards' timed-pulse command (Waveshare's
+        "flash on" takes the time in 100 ms units this way)."""
+        request = _raw_coil_write(address, value, device_id)
+        await self.call(lambda client: client.execute(False, request))
+
+
+def _raw_coil_write(address: int, value: int, device_id: int) -> ModbusPDU:
+    import struct
+
+    from pymodbus.pdu.bit_message import WriteSingleCoilRequest
+
+    class RawCoilWrite(WriteSingleCoilRequest):
+        def encode(self) -> bytes:
+            return struct.pack(">HH", self.address, value)
+
+    return RawCoilWrite(address=address, bits=[True], dev_id=device_id)

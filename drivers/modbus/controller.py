@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from drivers.door_controller import DoorController, InputChange
 from drivers.errors import DriverError, DriverErrorReason
 from drivers.modbus.bus import ModbusBus
-from drivers.modbus.profile import BoardProfile, Table
+from drivers.modbus.profile import BoardProfile, PulseKind, Table
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,10 @@ class ModbusDoorController(DoorController):
         pulse_at = p.pulse_at(output)
         try:
             if energised and pulse_seconds is not None and p.pulse is not None and pulse_at is not None:
-                await self.bus.write_register(self.device_id, pulse_at, p.pulse.units(pulse_seconds))
+                if p.pulse.kind is PulseKind.COIL_VALUE:
+                    await self.bus.write_coil_value(self.device_id, pulse_at, p.pulse.units(pulse_seconds))
+                else:
+                    await self.bus.write_register(self.device_id, pulse_at, p.pulse.units(pulse_seconds))
             elif p.output_table is Table.COILS:
                 await self.bus.write_bit(self.device_id, p.output_at(output), energised)
             else:

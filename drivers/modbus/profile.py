@@ -27,14 +27,20 @@ class Table(StrEnum):
         return self in (Table.COILS, Table.HOLDING_REGISTERS)
 
 
+class PulseKind(StrEnum):
+    REGISTER = "write-register"  # FC06: write `units` to holding register address + output - 1
+    COIL_VALUE = "write-coil-value"  # FC05 with `units` as the value (Waveshare "flash on": 0x0200 + channel)
+
+
 @dataclass(frozen=True, slots=True)
 class PulseCommand:
-    """The board's own timed pulse: writing `units` to holding register `address + output - 1` energises the
-    output for units x unit_seconds, after which the board releases it even if the gateway is gone."""
+    """The board's own timed pulse: writing `units` at `address + output - 1` energises the output for
+    units x unit_seconds, after which the board releases it even if the gateway is gone."""
 
     address: int
     unit_seconds: float = 0.1
     max_units: int = 0xFFFF
+    kind: PulseKind = PulseKind.REGISTER
 
     def units(self, seconds: float) -> int:
         return max(1, min(self.max_units, math.ceil(seconds / self.unit_seconds - 1e-9)))
@@ -67,4 +73,4 @@ class BoardProfile:
 
 
 # Waveshare "Modbus RTU Relay" style boards: relays on coils 0.., opto inputs on discrete inputs 0...
-WAVESHARE_RELAY = BoardProfile(pulse=PulseCommand(address=0x0200))
+WAVESHARE_RELAY = BoardProfile(pulse=PulseCommand(address=0x0200, kind=PulseKind.COIL_VALUE))

@@ -5,10 +5,10 @@ installers (run it, point a `modbus-tcp` controller at it, and watch the relays 
     python -m drivers.sim.modbus_board --serial /dev/pts/5
 
 It answers like a real board because it is pymodbus's real server: relays are coils (or holding registers),
-inputs are discrete inputs (or input registers), and a write of N to the pulse register `pulse_address + k`
-energises output k+1 for N x 100 ms. Faults are injected at the byte and PDU level: `fail_with` makes the
-board answer with a Modbus exception, `garble` corrupts its next replies, and stopping the server is a dead
-board.
+inputs are discrete inputs (or input registers), and a pulse command of N at `pulse_address + k` (FC06, or
+FC05 with N as its value as on Waveshare boards) energises output k+1 for N x 100 ms. Faults are injected at
+the byte and PDU level: `fail_with` makes the board answer with a Modbus exception, `garble` corrupts its
+next replies, and stopping the server is a dead board.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.modbus.profile import BoardProfile, Table
+from drivers.modbus.profile import BoardProfile, PulseKind, Table
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class SimulatedModbusBoard:
         self.profile = profile or BoardProfile()
         self.device_id = device_id
         self.writes: list[OutputWrite] = []
+        self.pulses: list[tuple[int, int]] = []  # (output, units) of each timed-pulse command received
         self.fail_with: ExcCodes | None = None  # answer every request with this exception
         self.garble = 0  # corrupt this many of the next replies
         self.requests = 0
         self.port = 0  # the TCP port, once serving
+        self._pdu_offset = 7  # where the function code sits in a received frame: after the MBAP header (TCP)
+        self._coil_values: dict[int, int] = {}  # raw FC05 values seen on the wire, by address
         self.on_write: Callable[[OutputWrite], None] | None = None  # e.g. a benchmark's stopwatch
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._timers: set[asyncio.TimerHandle] = set()
@@ -87,6 +91,7 @@ class SimulatedModbusBoard:
         return self.port
 
     async def serve_serial(self, port: str, baudrate: int = 9600) -> None:
+        self._pdu_offset = 1  # after the RTU device address
         server = ModbusSerialServer(
             self._device(),
             port=port,
@@ -139,6 +144,11 @@ class SimulatedModbusBoard:
             raise ValueError(f"cannot set address {address}: {result}")
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
+        at = self._pdu_offset
+        if not sending and len(data) >= at + 5 and data[at] == 5:
+            # FC05 decodes to on/off; a board's "flash on" command carries its time in the raw value.
+            address, value = struct.unpack(">HH", data[at + 1 : at + 5])
+            self._coil_values[address] = value
         if sending and self.garble > 0 and data:
             self.garble -= 1
             return bytes(b ^ 0x5A for b in data)
@@ -161,10 +171,12 @@ class SimulatedModbusBoard:
         p = self.profile
         now = time.monotonic()
         pulse_at = p.pulse_at(1)
-        if function_code == 6 and p.pulse is not None and pulse_at is not None:
+        pulse_fc = 5 if p.pulse is not None and p.pulse.kind is PulseKind.COIL_VALUE else 6
+        if function_code == pulse_fc and p.pulse is not None and pulse_at is not None:
             output = address - pulse_at + 1
             if 1 <= output <= self.outputs:
-                units = int(set_values[0])
+                units = int(set_values[0]) if pulse_fc == 6 else self._coil_values.pop(address, 0)
+                self.pulses.append((output, units))
                 self._spawn(self._pulse(output, units * p.pulse.unit_seconds))
                 return None
         if function_code in (5, 15, 6, 16):

@@ -17,7 +17,7 @@ from drivers.door_controller import InputChange
 from drivers.errors import DriverError, DriverErrorReason
 from drivers.modbus.bus import ModbusBus, SerialLine, TcpLine
 from drivers.modbus.controller import Backoff, ModbusDoorController
-from drivers.modbus.profile import BoardProfile, PulseCommand, Table
+from drivers.modbus.profile import WAVESHARE_RELAY, BoardProfile, PulseCommand, Table
 from drivers.sim.modbus_board import SimulatedModbusBoard
 
 FAST = Backoff(initial=0.02, maximum=0.1)
@@ -229,6 +229,31 @@ async def test_garbled_rtu_frames_and_exceptions_are_survived(pty_pair: tuple[st
         await c.set_output(1, True)
         assert await b.output(1)
         assert seen.online[-1] is True
+    finally:
+        await c.stop()
+        await b.stop()
+
+
+@pytest.mark.parametrize("line", ["tcp", "rtu"])
+async def test_waveshare_flash_on_is_fc05_with_the_time_as_value(
+    line: str, pty_pair: tuple[str, str]
+) -> None:
+    # Waveshare's "flash on": FC05 to 0x0200 + channel with the time in 100 ms units as the value.
+    b = SimulatedModbusBoard(outputs=4, inputs=8, profile=WAVESHARE_RELAY)
+    if line == "tcp":
+        bus = ModbusBus(TcpLine("127.0.0.1", await b.serve_tcp()))
+    else:
+        await b.serve_serial(pty_pair[1], baudrate=115200)
+        bus = ModbusBus(SerialLine(pty_pair[0], baudrate=115200))
+    c, seen = controller(bus, WAVESHARE_RELAY)
+    await c.start()
+    try:
+        await until(lambda: seen.online == [True])
+        await c.set_output(3, True, pulse_seconds=0.3)
+        assert await b.output(3)
+        await until(lambda: _not(b.output(3)))  # the board ended it
+        assert [(w.output, w.energised) for w in b.writes] == [(3, True), (3, False)]
+        assert b.pulses == [(3, 3)]  # 0.3 s = 3 x 100 ms, carried in the FC05 value
     finally:
         await c.stop()
         await b.stop()
