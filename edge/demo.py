@@ -183,10 +183,19 @@ class DemoDay:
         self.card(self.gate_in, ZHANG_CARD)
         await self.wait(1)
 
-        self.say(f"A courier shows visitor pass V-{version} at the side door, then tries it again")
-        self.card(self.side_in, f"V-{version}", CredentialKind.PASS)
+        if self.cloud is not None:
+            self.say(
+                "Zhang Wei invites a courier in the resident app; the courier's QR pass is scanned at the "
+                "side door (verified offline), then shown again"
+            )
+            issued = self.cloud.issue_pass(self.side, "Courier", "A-1201")
+            pass_value = issued.token
+        else:
+            self.say(f"A courier shows visitor pass V-{version} at the side door, then tries it again")
+            pass_value = f"V-{version}"
+        self.card(self.side_in, pass_value, CredentialKind.PASS)
         await self.walk_through(self.side)
-        self.card(self.side_in, f"V-{version}", CredentialKind.PASS)
+        self.card(self.side_in, pass_value, CredentialKind.PASS)
         await self.wait(1)
 
         held = gw.site.doors[self.lobby].held_seconds
@@ -265,9 +274,9 @@ async def run_demo(
     )
     cloud: DemoCloud | None = None
     if config.mqtt is not None:
+        say(f"cloud link: MQTT 5 broker at {config.mqtt.host}:{config.mqtt.port}, topics menwei/v1/...")
         cloud = DemoCloud(gateway, config.mqtt, config.gateway.data_dir, out)
         await cloud.start()
-        say(f"cloud link: MQTT 5 broker at {config.mqtt.host}:{config.mqtt.port}, topics menwei/v1/...")
     else:
         say("no MQTT broker (install mosquitto or add [mqtt] to the config): running offline only")
     pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)

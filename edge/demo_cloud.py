@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
 from cloud_sync.dedupe import DedupeStore, ReceivedEvent
 from cloud_sync.kit import CloudKit, EventConsumer, open_door
 from cloud_sync.messages import CommandReply, Delta, RevokeCredential
+from cloud_sync.pass_issuer import IssuedPass, PassIssuer
 from cloud_sync.sync import CloudSync
 
 from edge.cli import package_version
@@ -35,6 +37,8 @@ class DemoCloud:
         self.sync = CloudSync(gateway, mqtt, software_version=package_version())
         self.kit = CloudKit(mqtt.host, mqtt.port, client_id="demo-cloud", site=self.site)
         self.dedupe = DedupeStore(data_dir / "cloud-events.db")
+        self.data_dir = data_dir
+        self.issuer = PassIssuer.generate(self.site)
         self.consumer = EventConsumer(
             self.kit, self.site, self._on_event, dedupe=self.dedupe, client_id="demo-cloud-events"
         )
@@ -43,6 +47,35 @@ class DemoCloud:
         await self.sync.start()
         await asyncio.to_thread(self.kit.connect)
         await asyncio.to_thread(self.consumer.start)
+        # The site's pass-issuing key goes to every gateway on the retained trust list before any pass is shown.
+        await asyncio.to_thread(self.kit.push_trust_list, [self.issuer.trusted_key()], 1)
+        kid = self.issuer.trusted_key().kid
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while self.gateway.passes.trust.get(kid) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway did not take the trust list")
+            await asyncio.sleep(0.02)
+        self._print(f"trust list v1 with pass-issuing key {kid.hex()} in force at the gateway")
+
+    def issue_pass(self, door: str, label: str, host_unit: str) -> IssuedPass:
+        """What the resident app does when a resident invites a visitor: a one-time signed pass for two hours.
+        The QR image is saved beside the demo's data for a person to look at."""
+        now = self.gateway.clock.now()
+        issued = self.issuer.issue(
+            doors=(door,),
+            valid_from=now - timedelta(minutes=1),
+            valid_until=now + timedelta(hours=2),
+            max_uses=1,
+            host_unit=host_unit,
+            label=label,
+        )
+        png = self.data_dir / f"pass-{issued.pass_id}.png"
+        png.write_bytes(issued.qr_png or b"")
+        self._print(
+            f"issued pass {issued.pass_id} ({label}, host {host_unit}): a {len(issued.token)}-character signed "
+            f"token, QR version {issued.qr_version}, image {png}"
+        )
+        return issued
 
     async def stop(self) -> None:
         await self.sync.stop()  # uploads what it can, then publishes "offline"

@@ -110,6 +110,9 @@ def test_demo_runs_and_exits_zero(tmp_path: Path) -> None:
         "cloud   <- gw-demo #",  # the cloud consumed uploaded events
         "the gateway replied to the command: ok=True",
         "credential_revoked",  # the revocation delta reached the gateway
+        "trust list v1 with pass-issuing key",
+        "QR version 9",  # the cloud issued a signed pass...
+        "DENIED  Pedestrian side door [side-door-in] pass V-",  # ...granted once, then refused as used up
         "hash chain verified",
     ):
         assert expected in out, f"{expected!r} missing from demo output:\n{out}"
