@@ -13,9 +13,10 @@ SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    pytest.importorskip("insightface")
+    import insightface  # noqa: F401 (scripts/setup installs it; a missing one must fail)
+
     if not (SHARED / "models").is_dir() or not (SHARED / "data" / "faces").is_dir():
-        pytest.skip(f"shared models or photos not found under {SHARED}")
+        pytest.fail(f"shared models or photos not found under {SHARED}")
     return SHARED
 
 

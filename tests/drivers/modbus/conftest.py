@@ -38,7 +38,7 @@ def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two linked serial ports, like a USB-RS485 adapter wired to a board."""
     socat = shutil.which("socat")
     if socat is None:
-        pytest.skip("socat is not installed (scripts/setup installs it)")
+        pytest.fail("socat is not installed (scripts/setup installs it)")
     a, b = tmp_path / "gw", tmp_path / "board"
     proc = subprocess.Popen(
         [socat, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],

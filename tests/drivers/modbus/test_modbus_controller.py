@@ -7,10 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import pymodbus  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
-
-pytest.importorskip("pymodbus")
-
 from pymodbus.constants import ExcCodes
 
 from drivers.door_controller import InputChange

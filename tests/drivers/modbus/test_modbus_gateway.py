@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pymodbus  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
-
-pytest.importorskip("pymodbus")
 
 from drivers.modbus.controller import ModbusDoorController
 from drivers.modbus.profile import BoardProfile, PulseCommand

@@ -9,9 +9,8 @@ import threading
 import tty
 from collections.abc import AsyncIterator, Iterator
 
+import osdp  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
-
-pytest.importorskip("osdp")
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,10 @@ def labelled() -> list[tuple[str, Path]]:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    pytest.importorskip("insightface")
+    import insightface  # noqa: F401 (scripts/setup installs it; a missing one must fail)
+
     if not MODELS.is_dir():
-        pytest.skip(f"shared models not found at {MODELS}")
+        pytest.fail(f"shared models not found at {MODELS}")
     return MODELS
 
 
@@ -38,7 +39,7 @@ def pipeline(request: pytest.FixtureRequest, models_dir: Path) -> object:
 @pytest.fixture(scope="session")
 def photos() -> Path:
     if not PHOTOS.is_dir():
-        pytest.skip(f"shared photos not found at {PHOTOS}")
+        pytest.fail(f"shared photos not found at {PHOTOS}")
     return PHOTOS
 
 

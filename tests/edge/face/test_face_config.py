@@ -59,7 +59,8 @@ def test_a_face_camera_needs_the_face_section_and_a_non_face_reader_at_its_door(
 def test_build_devices_makes_a_supervised_face_reader_and_the_gateway_combines_factors(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("insightface")
+    import insightface  # noqa: F401 (scripts/setup installs it; a missing one must fail)
+
     from drivers.face.reader import FaceCameraReader
     from edge.config import GatewayConfig
     from edge.devices import build_devices
@@ -82,7 +83,8 @@ def test_build_devices_makes_a_supervised_face_reader_and_the_gateway_combines_f
 async def test_unknown_faces_become_alarm_events_without_the_picture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("insightface")
+    import insightface  # noqa: F401 (scripts/setup installs it; a missing one must fail)
+
     from drivers.face.loop import Outcome, OutcomeKind
     from edge.config import GatewayConfig
     from edge.devices import build_devices
