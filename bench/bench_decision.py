@@ -20,8 +20,10 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+
+from synthetic import big_access_list
 
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
@@ -30,54 +32,10 @@ from edge.decision import AccessRequest, DecisionEngine
 from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.model import (
-    AccessList,
-    AccessRule,
-    Credential,
     CredentialKind,
-    Group,
-    Interval,
-    Person,
-    Schedule,
-    VisitorPass,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def big_access_list(people: int, doors: list[str], now: datetime) -> AccessList:
-    rng = random.Random(7)
-    groups = [Group(f"g{i}") for i in range(50)]
-    office = Schedule("office", weekly=((Interval.parse("00:00-24:00"),),) * 7)
-    rules = [
-        AccessRule(f"r{i}", g.id, tuple(doors), "office" if i % 2 else None) for i, g in enumerate(groups)
-    ]
-    persons = [
-        Person(f"p{i}", f"Person {i}", building=str(i % 40), unit=str(i % 3000), group_ids=(f"g{i % 50}",))
-        for i in range(people)
-    ]
-    creds = [
-        Credential(CredentialKind.CARD, str(10_000_000 + i), f"p{i % people}", format="h10301")
-        for i in range(2 * people)
-    ]
-    passes = [
-        VisitorPass(
-            f"V{i}",
-            (doors[rng.randrange(len(doors))],),
-            now - timedelta(hours=1),
-            now + timedelta(hours=1),
-            max_uses=1_000_000,
-        )
-        for i in range(people)
-    ]
-    return AccessList.build(
-        version=1,
-        people=persons,
-        groups=groups,
-        schedules=[office],
-        rules=rules,
-        credentials=creds,
-        passes=passes,
-    )
 
 
 def pct(samples: list[float], q: float) -> float:

@@ -39,6 +39,7 @@ from cloud_sync.messages import AccessListDocument, AclState, Delta, RevokeCrede
 from cloud_sync.snapshot_codec import encode_snapshot
 from cloud_sync.topics import Topics
 from paho.mqtt.enums import CallbackAPIVersion
+from synthetic import big_access_list
 
 from edge.config import MqttSection, load_config
 from edge.decision import AccessRequest, evaluate
@@ -46,14 +47,7 @@ from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.model import (
     AccessList,
-    AccessRule,
-    Credential,
     CredentialKind,
-    Group,
-    Interval,
-    Person,
-    Schedule,
-    VisitorPass,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,43 +55,6 @@ SNAPSHOT_TARGET_S = 10.0
 REVOCATION_TARGET_MS = 500.0
 ECHO_TOPIC = "bench/echo"
 READER = "lobby-a-in"  # a door without anti-passback
-
-
-def big_access_list(people: int, doors: list[str], now: datetime, version: int) -> AccessList:
-    rng = random.Random(7)
-    groups = [Group(f"g{i}", f"Group {i}") for i in range(50)]
-    always = Schedule("office", "Office", weekly=((Interval.parse("00:00-24:00"),),) * 7)
-    rules = [
-        AccessRule(f"r{i}", g.id, tuple(doors), "office" if i % 2 else None) for i, g in enumerate(groups)
-    ]
-    persons = [
-        Person(f"p{i}", f"Person {i}", building=str(i % 40), unit=str(i % 3000), group_ids=(f"g{i % 50}",))
-        for i in range(people)
-    ]
-    cards = [
-        Credential(CredentialKind.CARD, str(10_000_000 + i), f"p{i % people}", format="h10301")
-        for i in range(2 * people)
-    ]
-    passes = [
-        VisitorPass(
-            f"V{i}",
-            (doors[rng.randrange(len(doors))],),
-            now - timedelta(hours=1),
-            now + timedelta(days=1),
-            max_uses=10,
-            label="Visitor",
-        )
-        for i in range(people)
-    ]
-    return AccessList.build(
-        version=version,
-        people=persons,
-        groups=groups,
-        schedules=[always],
-        rules=rules,
-        credentials=cards,
-        passes=passes,
-    )
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -297,14 +254,23 @@ async def run(people: int, revocations: int) -> None:
             await until(lambda: cloud.state_at(0) is not None, 10, "the gateway's first AclState")
             doors = list(gw.site.doors)
             print(f"access list: {people:,} people / {2 * people:,} cards / {people:,} visitor passes")
-            acl = big_access_list(people, doors, datetime.now(UTC), version=1)
+            acl = big_access_list(
+                people, doors, datetime.now(UTC), version=1, pass_window=timedelta(days=1), pass_max_uses=10
+            )
             cards = [c.value for c in acl.credentials.values()]
             first = await send_snapshot(
                 cloud, downlink, topics, acl, config.site.id, "snapshot onto an empty gateway"
             )
             del acl
             r99 = await revocation_latency(gw, cloud, topics, cards, echoes, revocations)
-            acl = big_access_list(people, doors, datetime.now(UTC), version=10_000)
+            acl = big_access_list(
+                people,
+                doors,
+                datetime.now(UTC),
+                version=10_000,
+                pass_window=timedelta(days=1),
+                pass_max_uses=10,
+            )
             second = await send_snapshot(
                 cloud, downlink, topics, acl, config.site.id, "snapshot replacing a full list"
             )

@@ -57,7 +57,7 @@ def main() -> None:
         child(args.child)
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_decision import big_access_list
+    from synthetic import big_access_list
 
     from edge.store.access_store import save_access_list
     from edge.store.db import open_db
