@@ -7,6 +7,7 @@
                     transaction, in a thread) -> delta_apply.update (in memory, on the loop)
     cmd          -> size -> CommandEnvelope schema -> times, replay cache, door -> the gateway -> CommandReply
     _site/passes/trust, +/passes/uses -> size -> pass_sync.PassSync (trust list; use counts of the site)
+    ble/keys     -> size -> ble_keys.BleKeySync (full list, sealed at rest, handed to the BLE readers)
 
 Why this shape:
 
@@ -59,6 +60,7 @@ from typing import Literal
 
 import sqlite_utils
 from cloud_sync import delta_apply
+from cloud_sync.ble_keys import BleKeySync
 from cloud_sync.commands import ReplayCache, check_time, load_replay_cache, save_replay_cache
 from cloud_sync.link import Incoming
 from cloud_sync.messages import (
@@ -159,6 +161,7 @@ class Downlink:
             refuse=self._refuse,
             refuse_invalid=self._refuse_invalid,
         )
+        self.ble_keys = BleKeySync(gateway, topics, refuse=self._refuse, refuse_invalid=self._refuse_invalid)
 
     # --- the interface CloudSync calls ---------------------------------------------------------------------
 
@@ -234,6 +237,9 @@ class Downlink:
                 return
             self._queued_chunk_bytes += size
             self.gateway.spawn(self._chunk(msg))
+        elif topic == self.topics.ble_keys:
+            if not self._too_large(msg):
+                self.ble_keys.handle(msg)
         elif topic == self.topics.pass_trust:
             if not self._too_large(msg):
                 self.passes.handle_trust(msg)

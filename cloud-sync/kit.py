@@ -5,9 +5,10 @@ that the tests, the demo and any Python backend use one correct implementation o
 snapshots split into sha-256-checked chunks, commands as MQTT 5 request/response (response topic,
 correlation data, message expiry) and events consumed exactly once across processes.
 
-- `CloudKit`: one connection per backend process for a site. Push snapshots, deltas and the site's visitor-pass
-  trust list (each call returns once the broker has acknowledged every message), send commands and wait for
-  their replies, watch status, telemetry, acl/state, acl/request, errors and pass use counts.
+- `CloudKit`: one connection per backend process for a site. Push snapshots, deltas, the site's visitor-pass
+  trust list and each gateway's BLE phone keys (each call returns once the broker has acknowledged every
+  message), send commands and wait for their replies, watch status, telemetry, acl/state, acl/request, errors
+  and pass use counts.
 - `EventConsumer`: its own persistent session (events queue at the broker while it is away), optionally in a
   shared subscription group so several processes split the load; each event goes to the handler once,
   through a `DedupeStore`, and a message is acknowledged only after the handler's transaction committed.
@@ -43,6 +44,7 @@ from cloud_sync.link import TlsFiles
 from cloud_sync.messages import (
     AccessListDocument,
     AclState,
+    BleKeyList,
     CommandEnvelope,
     CommandReply,
     Delta,
@@ -59,6 +61,7 @@ from cloud_sync.messages import (
     SetMode,
     SnapshotRequest,
     Telemetry,
+    WireBleKey,
     WireTrustedKey,
 )
 from cloud_sync.snapshot_codec import DEFAULT_CHUNK_BYTES, encode_snapshot
@@ -558,6 +561,20 @@ class CloudKit:
         mid = self._session.publish(topic, trust.model_dump_json(by_alias=True).encode(), retain=True)
         self._session.wait_acks([mid], timeout)  # retained: nobody subscribing yet is fine
         return trust
+
+    def push_ble_keys(
+        self, gateway: str, keys: Iterable[WireBleKey], version: int, *, timeout: float = WAIT
+    ) -> BleKeyList:
+        """Publish `gateway`'s full list of BLE phone keys (revoked ones may stay listed as revoked), retained
+        on its `ble/keys`, stamped with the server time; returns it once the broker has it. The gateway applies
+        it now or when it next connects. `version` must grow with every change: a gateway ignores a list at or
+        below the version it holds. The topic carries secrets: only this gateway may read it (mosquitto_acl)."""
+        now = datetime.now(UTC)
+        ble = BleKeyList(site=self.site, gateway=gateway, version=version, keys=list(keys), server_time=now)
+        topic = self.topics(gateway).ble_keys
+        mid = self._session.publish(topic, ble.model_dump_json(by_alias=True).encode(), retain=True)
+        self._session.wait_acks([mid], timeout)  # retained: a gateway not subscribed yet gets it on connect
+        return ble
 
     # --- commands ----------------------------------------------------------------------------------------------
 

@@ -574,5 +574,42 @@ class PassUses(Message):
     uses: list[PassUseCount] = Field(min_length=1, max_length=1000)
 
 
+# --- BLE phone keys (docs/ble-phone-keys.md): one gateway's full key list ------------------------------------
+
+MAX_BLE_KEYS = 20_000
+
+
+class WireBleKey(Message):
+    """One resident phone key. The key id is the value of the person's `ble` credential in the access list:
+    the gateway verifies the phone's token with `key`, then decides on that credential as on a card number."""
+
+    id: Id = Field(description="Key id: the value of the person's 'ble' credential in the access list")
+    person: Id = Field(description="The person the phone belongs to (for audit; the credential decides)")
+    key: Hex64 = Field(description="The 32-byte secret, 64 lowercase hex digits")
+    status: Literal["active", "revoked"] = "active"
+    valid_until: AwareDatetime | None = Field(
+        default=None, description="Exclusive end of validity; absent: until revoked"
+    )
+
+
+class BleKeyList(Message):
+    """Every phone key one gateway's BLE readers know, on its own `ble/keys` (retained). Always the full list
+    with a version: the gateway applies a list whose `version` is above the one it holds; a key left out or
+    revoked stops opening doors the moment the list is applied."""
+
+    site: Id
+    gateway: Id = Field(description="The gateway of the topic; a list for another gateway is refused")
+    version: int = Field(ge=1, description="Increases with every change; an older or equal list is ignored")
+    keys: list[WireBleKey] = Field(max_length=MAX_BLE_KEYS)
+    server_time: AwareDatetime | None = Field(default=None, description="The cloud's clock when sent")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> BleKeyList:
+        ids = [k.id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a key id appears twice")
+        return self
+
+
 def iso(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds")

@@ -11,6 +11,7 @@ menwei/v1/{site}/{gateway}/
     status          up    online/offline; the offline one is the will     QoS 1, retained
     telemetry       up    heartbeat: versions, outbox depth, devices      QoS 0, retained
     errors          up    refused down messages and why                   QoS 1
+    ble/keys        down  this gateway's BLE phone keys (full list)       QoS 1, retained
     passes/uses     peer  this gateway's visitor-pass use counts          QoS 1
                           (published here; every gateway of the site also reads `+/passes/uses`)
 
@@ -68,6 +69,10 @@ class Topics:
     def command(self) -> str:
         return f"{self.base}/cmd"
 
+    @property
+    def ble_keys(self) -> str:
+        return f"{self.base}/ble/keys"
+
     # up
     @property
     def command_reply(self) -> str:
@@ -113,7 +118,14 @@ class Topics:
 
     def down(self) -> tuple[str, ...]:
         """What the gateway subscribes to (and what the broker's ACL lets it read)."""
-        return (self.snapshot, self.delta, self.command, self.pass_trust, self.pass_uses_filter())
+        return (
+            self.snapshot,
+            self.delta,
+            self.command,
+            self.ble_keys,
+            self.pass_trust,
+            self.pass_uses_filter(),
+        )
 
 
 def site_wildcard(site: str, leaf: str, prefix: str = PREFIX) -> str:

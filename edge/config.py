@@ -667,11 +667,13 @@ class BleReaderConfig(ReaderBase):
     extra) and a Bluetooth adapter (BlueZ)."""
 
     type: Literal["ble"] = Field(description="Reader kind.")
-    keys_credential: CredentialName = Field(
+    keys_credential: CredentialName | None = Field(
+        default=None,
         description=(
-            "Credential name of the phone keys: one 'key-id hex-key' pair per line (32-byte keys; the key id "
-            "is the value of the person's 'ble' credential in the access list)."
-        )
+            "Fallback phone keys until the cloud sends some (ble/keys): credential name of a file with one "
+            "'key-id hex-key' pair per line (32-byte keys; the key id is the value of the person's 'ble' "
+            "credential in the access list). Absent: the reader knows no key until the cloud's list arrives."
+        ),
     )
     company_id: int = Field(
         default=0xFFFF, ge=0, le=0xFFFF, description="Bluetooth SIG company id the phones advertise under."

@@ -345,19 +345,22 @@ def _ble_reader(r: BleReaderConfig, index: int) -> Reader:
         )
     from drivers.ble.reader import BleReader
 
-    secret = read_secret(r.keys_credential)
-    assert secret is not None  # required: absent raises ConfigError
+    keys: dict[str, bytes] = {}
+    if r.keys_credential is not None:  # the fallback until the cloud's list (cloud_sync.ble_keys) arrives
+        secret = read_secret(r.keys_credential)
+        assert secret is not None  # required: absent raises ConfigError
+        keys = ble_keys(r.keys_credential, secret.get_secret_value())
     return BleReader(
         r.id,
-        ble_keys(r.keys_credential, secret.get_secret_value()),
+        keys,
         company_id=r.company_id,
         rssi_threshold=r.rssi_threshold,
     )
 
 
 def ble_keys(name: str, text: str) -> dict[str, bytes]:
-    """Phone keys from a credential: 'key-id hex-key' per line; blank lines and '#' comments are skipped. Until
-    the cloud contract carries phone keys, this file is how they reach the gateway."""
+    """Phone keys from a credential: 'key-id hex-key' per line; blank lines and '#' comments are skipped. The
+    fallback until the cloud's list arrives on ble/keys (cloud_sync.ble_keys), which then replaces it."""
     keys: dict[str, bytes] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()

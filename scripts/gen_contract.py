@@ -33,6 +33,7 @@ from cloud_sync.link import LinkSettings
 from cloud_sync.messages import (
     AccessListDocument,
     AclState,
+    BleKeyList,
     CommandEnvelope,
     CommandReply,
     Delta,
@@ -53,6 +54,7 @@ from cloud_sync.messages import (
     UploadedEvent,
     UpsertCredential,
     UpsertPass,
+    WireBleKey,
     WireCredential,
     WireGroup,
     WirePass,
@@ -123,6 +125,19 @@ CHANNELS = (
         "Sent with ResponseTopic (under the gateway's own cmd/reply), CorrelationData and MessageExpiryInterval "
         "(until `expires_at`). The gateway refuses an expired command (`expired`) and a command id it has seen "
         "before (`replayed`), and always replies.",
+    ),
+    Channel(
+        "bleKeys",
+        "ble_keys",
+        "down",
+        BleKeyList,
+        1,
+        True,
+        "This gateway's BLE phone keys",
+        "Retained, and always the full list with a version: a gateway applies a version above the one it holds "
+        "and ignores any other, so re-delivery and the retained copy on every connect are harmless. A key left "
+        "out or revoked stops opening doors the moment the list is applied. A list for another site or gateway, "
+        "or with a malformed key, is refused whole; the gateway stores the keys sealed (AES-256-GCM).",
     ),
     Channel(
         "commandReply",
@@ -387,6 +402,31 @@ def examples() -> dict[type[Message], list[tuple[str, Message]]]:
                     oldest_pending_at=None,
                     last_upload_at=T0,
                     devices={"b2-lobby-in": DeviceHealth(online=True)},
+                ),
+            )
+        ],
+        BleKeyList: [
+            (
+                "two residents, one phone revoked",
+                BleKeyList(
+                    site="harbour-view",
+                    gateway="gw-east",
+                    version=7,
+                    keys=[
+                        WireBleKey(
+                            id="ble-7f3a",
+                            person="p-1201",
+                            key="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                        ),
+                        WireBleKey(
+                            id="ble-19c2",
+                            person="p-0803",
+                            key="9d4f0c1e5a7b3c2d8e6f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d",
+                            status="revoked",
+                            valid_until=T0 + timedelta(days=30),
+                        ),
+                    ],
+                    server_time=T0,
                 ),
             )
         ],

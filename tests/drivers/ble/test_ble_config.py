@@ -1,5 +1,5 @@
-"""A `ble` reader from the config: the phone keys come from a credential ('key-id hex-key' per line), and a
-malformed key file is a ConfigError at start-up."""
+"""A `ble` reader from the config: the fallback phone keys come from a credential ('key-id hex-key' per line), a
+malformed key file is a ConfigError at start-up, and without one the reader waits for the cloud's ble/keys."""
 
 from __future__ import annotations
 
@@ -61,3 +61,13 @@ def test_a_malformed_key_file_is_a_config_error(
     monkeypatch.delenv(env_var_name("phone-keys"), raising=False)
     with pytest.raises(ConfigError, match="line 1"):
         build_devices(config(tmp_path))
+
+
+def test_without_a_key_file_the_reader_waits_for_the_cloud_keys(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    readers = [
+        r.model_copy(update={"keys_credential": None}) if r.id == "lobby-ble" else r for r in cfg.readers
+    ]
+    reader = build_devices(cfg.model_copy(update={"readers": readers})).readers["lobby-ble"]
+    assert isinstance(reader, BleReader)
+    assert reader.verifier.verify(payload(KEY, 1_764_000_000), 1_764_000_000) is None  # no key until ble/keys
