@@ -13,10 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import bleak  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
-
-pytest.importorskip("bleak")
-
 from cloud_sync.ble_keys import STORE_FILE, BleKeySync, SealedKeyStore
 from cloud_sync.downlink import Downlink
 from cloud_sync.kit import CloudKit

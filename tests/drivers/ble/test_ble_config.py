@@ -6,9 +6,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import bleak  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
-
-pytest.importorskip("bleak")
 
 from drivers.ble.reader import BleReader
 from drivers.ble.token import payload

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import pytest
-
-pytest.importorskip("bleak")
+import bleak  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 
 from drivers.ble.reader import TEST_COMPANY_ID, BleReader
 from drivers.ble.token import STEP_SECONDS, TokenVerifier, payload, token
