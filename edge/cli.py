@@ -139,6 +139,7 @@ def _run(config_path: Path) -> int:
     from edge.devices import build_devices
     from edge.gateway import Gateway
     from edge.logs import setup_logging
+    from edge.ops.notify import Notifier
 
     config = load_config(config_path)
     setup_logging(config.logging.level, config.logging.format)
@@ -149,7 +150,11 @@ def _run(config_path: Path) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        notifier = Notifier.from_env()
         await gateway.start()
+        # The doors decide from here on, with or without the cloud: that is what "ready" means.
+        notifier.ready(f"gateway {config.gateway.id}: {len(gateway.runners)} doors")
+        watchdog = asyncio.create_task(notifier.keep_alive(stop))
         sync = None
         try:
             if config.mqtt is not None:
@@ -161,9 +166,13 @@ def _run(config_path: Path) -> int:
                 log.info("no [mqtt] section: running offline only")
             await stop.wait()
         finally:
+            notifier.stopping()
+            stop.set()
+            await watchdog
             if sync is not None:
                 await sync.stop()
             await gateway.stop()
+            notifier.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

@@ -1,0 +1,1 @@
+"""Running the gateway as a service: systemd readiness and watchdog (notify)."""
