@@ -255,6 +255,30 @@ class AccessListEvent(Event):
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleEvent(Event):
+    """A guard console action (login, failed login, lock-out, setup, account change, a refused command): who
+    did what, and whether it was allowed. Opening a door and changing a mode are audited by their own events."""
+
+    type: ClassVar[str] = "console"
+    action: str
+    by: str
+    ok: bool
+    detail: str = ""
+    door_id: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "at": _iso(self.at),
+            "action": self.action,
+            "by": self.by,
+            "ok": self.ok,
+            "detail": self.detail,
+            "door": self.door_id,
+        }
+
+
 Handler = Callable[[Event], None]
 
 

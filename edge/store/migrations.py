@@ -108,6 +108,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WITHOUT ROWID",
         ),
     ),
+    Migration(
+        6,
+        "guard console accounts",
+        (
+            # Local accounts of the guard console (edge.console); password_hash is an argon2id PHC string.
+            "CREATE TABLE console_accounts (username TEXT PRIMARY KEY,"
+            " role TEXT NOT NULL CHECK (role IN ('guard', 'admin')), password_hash TEXT NOT NULL,"
+            " created_at TEXT NOT NULL) WITHOUT ROWID",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

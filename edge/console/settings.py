@@ -1,0 +1,25 @@
+"""What the console is told at start: session lifetime, lock-out policy, whether cookies need HTTPS.
+
+A plain frozen dataclass rather than a config section for now: the [console] section of the gateway's TOML
+(listen address, TLS credential names) comes with `menwei run` starting the server, and will build this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    session_seconds: float = 8 * 3600  # one guard shift
+    max_failures: int = 5  # failed logins of one account before it is locked out
+    failure_window_seconds: float = 15 * 60  # failures older than this are forgotten
+    lockout_seconds: float = 15 * 60
+    secure_cookies: bool = True  # served over HTTPS: the session cookie is never sent in clear
+    min_password_length: int = 12
+
+    def __post_init__(self) -> None:
+        if self.session_seconds <= 0 or self.lockout_seconds <= 0 or self.failure_window_seconds <= 0:
+            raise ValueError("console durations must be positive")
+        if self.max_failures < 1:
+            raise ValueError("max_failures must be at least 1")
