@@ -35,7 +35,8 @@ class Console:
     settings: ConsoleSettings
     accounts: AccountStore
     sessions: Sessions
-    throttle: LoginThrottle
+    throttle: LoginThrottle  # per account name
+    client_throttle: LoginThrottle  # per client address
     setup: SetupCode
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -184,18 +185,23 @@ async def setup(body: SetupBody, console: ConsoleDep, response: Response) -> Ses
 
 
 @router.post("/login")
-async def login(body: LoginBody, console: ConsoleDep, response: Response) -> SessionOut:
-    """Log in; locked out for a while after repeated failures (423)."""
+async def login(body: LoginBody, console: ConsoleDep, request: Request, response: Response) -> SessionOut:
+    """Log in; locked out for a while after repeated failures of the account or from the client (423)."""
     name = body.username.lower()
-    if console.throttle.locked(name):
-        console.audit("login", name, False, "locked out")
+    client = f"client:{request.client.host if request.client else 'unknown'}"
+    if console.throttle.locked(name) or console.client_throttle.locked(client):
+        console.audit("login", name, False, f"locked out ({client})")
         raise HTTPException(status.HTTP_423_LOCKED, "too many failed logins: try again later")
     account = await asyncio.to_thread(console.accounts.verify, name, body.password)
     if account is None:
         locked = console.throttle.failed(name)
-        console.audit("login", name, False, "wrong name or password" + ("; locked out" if locked else ""))
+        client_locked = console.client_throttle.failed(client)
+        detail = "wrong name or password" + ("; account locked out" if locked else "")
+        detail += f"; {client} locked out" if client_locked else ""
+        console.audit("login", name, False, detail)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong name or password")
     console.throttle.succeeded(name)
+    console.client_throttle.succeeded(client)
     console.audit("login", name, True)
     session = console.sessions.open(account)
     _set_cookie(response, console, session)

@@ -32,7 +32,8 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         settings=settings,
         accounts=accounts,
         sessions=Sessions(gateway.clock, settings.session_seconds),
-        throttle=LoginThrottle(gateway.clock, settings),
+        throttle=LoginThrottle(gateway.clock, settings, settings.max_failures),
+        client_throttle=LoginThrottle(gateway.clock, settings, settings.max_client_failures),
         setup=setup,
     )
     app.include_router(router)

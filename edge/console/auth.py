@@ -81,37 +81,39 @@ class Sessions:
 
 @dataclass(slots=True)
 class LoginThrottle:
-    """Counts failed logins per account name; `max_failures` within the window lock the name out."""
+    """Counts failed logins per key (an account name, or a client address); `limit` failures within the
+    window lock the key out."""
 
     clock: Clock
     settings: ConsoleSettings
+    limit: int
     _failures: dict[str, deque[float]] = field(default_factory=dict)
     _locked_until: dict[str, float] = field(default_factory=dict)
 
-    def locked(self, username: str) -> bool:
-        until = self._locked_until.get(username)
+    def locked(self, key: str) -> bool:
+        until = self._locked_until.get(key)
         if until is None:
             return False
         if until <= self.clock.monotonic():
-            del self._locked_until[username]
+            del self._locked_until[key]
             return False
         return True
 
-    def failed(self, username: str) -> bool:
-        """Record a failure; True if it locked the name out."""
+    def failed(self, key: str) -> bool:
+        """Record a failure; True if it locked the key out."""
         now = self.clock.monotonic()
-        recent = self._failures.setdefault(username, deque())
+        recent = self._failures.setdefault(key, deque())
         recent.append(now)
         while recent and recent[0] <= now - self.settings.failure_window_seconds:
             recent.popleft()
-        if len(recent) >= self.settings.max_failures:
-            self._locked_until[username] = now + self.settings.lockout_seconds
-            del self._failures[username]
+        if len(recent) >= self.limit:
+            self._locked_until[key] = now + self.settings.lockout_seconds
+            del self._failures[key]
             return True
         return False
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username, None)
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
 
 
 class SetupCode:

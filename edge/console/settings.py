@@ -13,6 +13,9 @@ from dataclasses import dataclass
 class ConsoleSettings:
     session_seconds: float = 8 * 3600  # one guard shift
     max_failures: int = 5  # failed logins of one account before it is locked out
+    # Failed logins from one client address (any names) before it is locked out: guessing across many names,
+    # or locking every account out in turn, is slowed down as well.
+    max_client_failures: int = 20
     failure_window_seconds: float = 15 * 60  # failures older than this are forgotten
     lockout_seconds: float = 15 * 60
     secure_cookies: bool = True  # served over HTTPS: the session cookie is never sent in clear
@@ -21,5 +24,5 @@ class ConsoleSettings:
     def __post_init__(self) -> None:
         if self.session_seconds <= 0 or self.lockout_seconds <= 0 or self.failure_window_seconds <= 0:
             raise ValueError("console durations must be positive")
-        if self.max_failures < 1:
-            raise ValueError("max_failures must be at least 1")
+        if self.max_failures < 1 or self.max_client_failures < 1:
+            raise ValueError("max_failures and max_client_failures must be at least 1")

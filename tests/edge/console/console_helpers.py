@@ -15,7 +15,7 @@ from edge.console import ConsoleSettings
 ROOT = Path(__file__).resolve().parents[3]
 ADMIN_PASSWORD = "correct horse battery"
 GUARD_PASSWORD = "guard-house-night-shift"
-SETTINGS = ConsoleSettings(max_failures=3, lockout_seconds=600, session_seconds=3600)
+SETTINGS = ConsoleSettings(max_failures=3, max_client_failures=6, lockout_seconds=600, session_seconds=3600)
 
 
 def demo_config(data_dir: Path) -> GatewayConfig:

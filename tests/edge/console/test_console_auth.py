@@ -115,7 +115,26 @@ async def test_lock_out_after_repeated_failures_then_release(
     clock.advance(SETTINGS.lockout_seconds + 1)
     await log_in(anon, "admin", ADMIN_PASSWORD)
     details = [e["detail"] for e in console_events(gateway) if e["action"] == "login"]
-    assert "wrong name or password; locked out" in details and "locked out" in details
+    assert "wrong name or password; account locked out" in details
+    assert any(d.startswith("locked out") for d in details)
+
+
+async def test_one_client_guessing_across_names_is_locked_out(
+    app: FastAPI, admin: httpx.AsyncClient, anon: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    for n in range(SETTINGS.max_client_failures):  # never max_failures on any one name
+        response = await anon.post("/api/login", json={"username": f"user{n}", "password": "guess"})
+        assert response.status_code == 401
+    locked = await anon.post("/api/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert locked.status_code == 423
+    # The account itself is not locked: another client logs in.
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.0.0.9", 1234)), base_url="https://console.test"
+    )
+    async with other:
+        await log_in(other, "admin", ADMIN_PASSWORD)
+    clock.advance(SETTINGS.lockout_seconds + 1)
+    await log_in(anon, "admin", ADMIN_PASSWORD)
 
 
 async def test_failures_outside_the_window_are_forgotten(
