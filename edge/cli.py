@@ -152,11 +152,18 @@ def _run(config_path: Path) -> int:
             loop.add_signal_handler(sig, stop.set)
         notifier = Notifier.from_env()
         await gateway.start()
-        # The doors decide from here on, with or without the cloud: that is what "ready" means.
-        notifier.ready(f"gateway {config.gateway.id}: {len(gateway.runners)} doors")
-        watchdog = asyncio.create_task(notifier.keep_alive(stop))
+        metrics = None
+        watchdog = None
         sync = None
         try:
+            if config.metrics is not None:  # prometheus-client, the `ops` extra, only if asked for
+                from edge.ops.metrics import MetricsServer
+
+                metrics = MetricsServer(gateway, config.metrics.address, config.metrics.port)
+                metrics.start()  # a taken port fails the start, and systemd says so
+            # The doors decide from here on, with or without the cloud: that is what "ready" means.
+            notifier.ready(f"gateway {config.gateway.id}: {len(gateway.runners)} doors")
+            watchdog = asyncio.create_task(notifier.keep_alive(stop))
             if config.mqtt is not None:
                 from cloud_sync.sync import CloudSync
 
@@ -168,9 +175,12 @@ def _run(config_path: Path) -> int:
         finally:
             notifier.stopping()
             stop.set()
-            await watchdog
+            if watchdog is not None:
+                await watchdog
             if sync is not None:
                 await sync.stop()
+            if metrics is not None:
+                await asyncio.to_thread(metrics.stop)
             await gateway.stop()
             notifier.close()
 

@@ -24,6 +24,7 @@ Extending it:
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -174,6 +175,26 @@ class LoggingSection(Section):
     format: Literal["text", "json"] = Field(
         default="text", description="'text' for people (journalctl), 'json' for log shippers."
     )
+
+
+def _loopback(value: str) -> str:
+    try:
+        loopback = ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    if not loopback:
+        raise ValueError(f"{value!r} is not a loopback address: the metrics name doors and devices")
+    return value
+
+
+class MetricsSection(Section):
+    """[metrics]: a Prometheus endpoint served by `menwei run` (edge/ops/metrics.py); absent means none."""
+
+    address: Annotated[str, AfterValidator(_loopback)] = Field(
+        default="127.0.0.1",
+        description="Loopback address to listen on (127.0.0.1 or ::1); scrape remotely through a proxy.",
+    )
+    port: int = Field(default=9817, ge=1, le=65535, description="TCP port of http://address:port/metrics.")
 
 
 class SecretsSection(Section):
@@ -788,6 +809,9 @@ class GatewayConfig(Section):
         default_factory=SecretsSection, description="Names of credentials to read; never their values."
     )
     mqtt: MqttSection | None = Field(default=None, description="Cloud link; absent means offline only.")
+    metrics: MetricsSection | None = Field(
+        default=None, description="Prometheus metrics endpoint; absent means none."
+    )
     passes: PassesSection = Field(default_factory=PassesSection, description="Visitor passes (QR tokens).")
     face: FaceSection | None = Field(
         default=None, description="Face recognition; absent means no face doors."

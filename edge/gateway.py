@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
@@ -65,6 +66,8 @@ class Gateway:
         self._warned_no_pin_key = False
         self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
+        # Called on the loop with each decision and the seconds it took (edge/ops/metrics.py); must be cheap.
+        self.decision_observer: Callable[[Decision, float], None] | None = None
         face = config.face
         self.factors: CombinedFactors | None = (
             CombinedFactors(
@@ -174,6 +177,7 @@ class Gateway:
 
     def present(self, read: CredentialRead) -> Decision:
         """Decide a credential read at a reader. Called on the loop; memory only."""
+        started = time.perf_counter()
         engine = self._engine()
         if read.kind is CredentialKind.PASS and is_token(read.value):  # a QR pass: verified offline first
             now, mono = self.clock.now(), self.clock.monotonic()
@@ -190,6 +194,8 @@ class Gateway:
             uses = dict(engine.state.pass_uses)
             self.spawn(asyncio.to_thread(self._save_state, "pass_uses", uses))
             self.passes.note_use(decision)
+        if self.decision_observer is not None:
+            self.decision_observer(decision, time.perf_counter() - started)
         return decision
 
     def _on_face_event(self, reader_id: str, outcome: Any, snapshot: str | None) -> None:

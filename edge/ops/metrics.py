@@ -1,0 +1,192 @@
+"""Prometheus metrics for `menwei run`: decisions, decision latency, the outbox, the access list, devices.
+
+Why it is built this way: the door path must not pay for being watched. `DecisionStats.observe` runs on the
+event loop inside Gateway.present and only bumps plain ints (a dict entry, a histogram bucket found with
+bisect); prometheus_client's own Counter/Histogram take a threading.Lock on every update. The numbers are
+turned into metric families only when Prometheus scrapes, in the HTTP server's thread, by `GatewayCollector`.
+Reading an int another thread writes is safe under the GIL; a scrape may miss a decision made during it,
+which the next scrape shows.
+
+The outbox figures come from the event log's reader connection (a count and one indexed row) at scrape time,
+in the server thread, never on the loop. Device states follow the DEVICE_OFFLINE alarms on the bus: every
+configured controller and reader starts as online, and DoorIO and the readers raise (and clear) an alarm
+for each device that is or goes offline, also at start.
+
+The server listens on loopback only ([metrics] address): the figures name doors and devices, and whoever
+needs them remotely scrapes through an authenticated proxy or the node's agent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from edge.decision import Decision, Reason
+from edge.errors import StoreError
+from edge.events import AlarmEvent, AlarmKind, Event
+from edge.model import CredentialKind
+
+if TYPE_CHECKING:
+    from edge.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+# Seconds. A decision is memory only (~10-100 us); the upper buckets catch a loop that stalls.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.05,
+    0.25,
+)
+
+
+class DecisionStats:
+    """Decision counts and a latency histogram, written on the event loop only, without locks."""
+
+    __slots__ = ("bounds", "buckets", "counts", "latency_sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.latency_sum = 0.0
+        # (reason, credential kind) -> count; both are StrEnums, so the key hashes in C.
+        self.counts: dict[tuple[Reason, CredentialKind], int] = {}
+
+    def observe(self, decision: Decision, seconds: float) -> None:
+        key = (decision.reason, decision.kind)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        self.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.latency_sum += seconds
+
+
+class DeviceStates:
+    """Online (True) or offline per device id, from the DEVICE_OFFLINE alarms on the bus."""
+
+    def __init__(self, device_ids: Iterable[str]) -> None:
+        self.online: dict[str, bool] = dict.fromkeys(device_ids, True)
+
+    def on_alarm(self, event: Event) -> None:
+        if isinstance(event, AlarmEvent) and event.kind is AlarmKind.DEVICE_OFFLINE and event.device_id:
+            self.online[event.device_id] = not event.active
+
+
+class GatewayCollector(Collector):
+    """Builds the metric families from the gateway's state when Prometheus scrapes."""
+
+    def __init__(self, gateway: Gateway, stats: DecisionStats, devices: DeviceStates) -> None:
+        self._gateway = gateway
+        self._stats = stats
+        self._devices = devices
+
+    def collect(self) -> Iterator[Any]:
+        stats = self._stats
+        decisions = CounterMetricFamily(
+            "menwei_decisions", "Access decisions.", labels=["result", "reason", "credential"]
+        )
+        for (reason, kind), count in stats.counts.copy().items():
+            result = "granted" if reason.granted else "denied"
+            decisions.add_metric([result, reason.value, kind.value], count)
+        yield decisions
+
+        cumulative: list[tuple[str, float]] = []
+        total = 0
+        buckets = list(stats.buckets)
+        for bound, count in zip((*stats.bounds, float("inf")), buckets, strict=True):
+            total += count
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        latency = HistogramMetricFamily(
+            "menwei_decision_latency_seconds",
+            "Time from a credential read to its decision published on the bus.",
+        )
+        latency.add_metric([], cumulative, sum_value=stats.latency_sum)
+        yield latency
+
+        engine = self._gateway.engine
+        version = GaugeMetricFamily("menwei_access_list_version", "Version of the access list in force.")
+        if engine is not None:
+            version.add_metric([], engine.acl.version)
+        yield version
+
+        online = GaugeMetricFamily(
+            "menwei_device_online", "1 if the device answers, 0 if it is offline.", labels=["device"]
+        )
+        for device, up in sorted(self._devices.online.copy().items()):
+            online.add_metric([device], 1.0 if up else 0.0)
+        yield online
+
+        yield from self._outbox()
+
+    def _outbox(self) -> Iterator[Any]:
+        depth = GaugeMetricFamily("menwei_outbox_depth", "Events waiting to be sent to the cloud.")
+        age = GaugeMetricFamily(
+            "menwei_outbox_oldest_age_seconds", "Age of the oldest event waiting to be sent (0 if none)."
+        )
+        events = self._gateway.events
+        if events is not None and not events.closed:
+            try:
+                depth.add_metric([], events.depth())
+                oldest = events.oldest_pending_at()
+            except (StoreError, sqlite3.Error):  # a scrape must not fail on a store that is closing
+                log.debug("outbox figures unavailable", exc_info=True)
+            else:
+                age_s = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+                age.add_metric([], max(age_s, 0.0))
+        yield depth
+        yield age
+
+
+class MetricsServer:
+    """The /metrics endpoint of one gateway, on its own registry (nothing global, so tests run several)."""
+
+    def __init__(self, gateway: Gateway, address: str, port: int) -> None:
+        self.stats = DecisionStats()
+        site = gateway.site
+        self.devices = DeviceStates([*gateway.devices.controllers, *site.readers])
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(GatewayCollector(gateway, self.stats, self.devices))
+        self._gateway = gateway
+        self._address = address
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return int(self._server.server_port) if self._server is not None else self._port
+
+    def start(self) -> None:
+        self._gateway.decision_observer = self.stats.observe
+        self._unsubscribe = self._gateway.bus.subscribe(AlarmEvent, self.devices.on_alarm)
+        self._server, self._thread = start_http_server(self._port, self._address, registry=self.registry)
+        log.info("metrics on http://%s:%d/metrics", self._address, self.port)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._gateway.decision_observer = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
