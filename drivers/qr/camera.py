@@ -15,20 +15,16 @@ backoff; a file or folder source ends the reader when it runs out (used by tests
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from drivers.qr.decoder import QrDecoder
-from drivers.reader import CredentialRead, Reader
-from edge.model import CredentialKind
+from drivers.qr.threaded import ThreadedPassReader
 
 if TYPE_CHECKING:
     from cv2.typing import MatLike
@@ -145,13 +141,7 @@ class Deduper:
         return fresh
 
 
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    granted: bool
-    reason: str
-
-
-class QrCameraReader(Reader):
+class QrCameraReader(ThreadedPassReader):
     def __init__(
         self,
         reader_id: str,
@@ -161,40 +151,12 @@ class QrCameraReader(Reader):
         max_fps: float = 10.0,
         retry_max_seconds: float = 30.0,
     ) -> None:
-        super().__init__(reader_id)
+        super().__init__(reader_id, device="camera")
         self._open: Callable[[], FrameSource] = source if callable(source) else lambda: open_source(source)
         self._dedupe = Deduper(forget_after)
         self._min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self._retry_max = retry_max_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._faulted = False
         self.frames = 0  # frames decoded, for diagnostics and tests
-        self.feedback_log: deque[Feedback] = deque(maxlen=100)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"qr-camera-{self.id}", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        self.online = False
-
-    async def wait_finished(self) -> None:
-        """Until a finite source (file, folder) has been read to its end, or the reader is stopped."""
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-
-    async def feedback(self, granted: bool, reason: str) -> None:
-        # A camera has no LED of its own; the gate's screen or the door's reader shows the result.
-        self.feedback_log.append(Feedback(granted, reason))
-        log.info("%s: pass %s (%s)", self.id, "granted" if granted else "refused", reason)
 
     # --- the capture thread ----------------------------------------------------------------------------------
 
@@ -205,20 +167,20 @@ class QrCameraReader(Reader):
             try:
                 source = self._open()
             except OSError as err:
-                self._offline(str(err))
+                self._fault(str(err))
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
-            self._set_online(True)
+            self._recovered()
             delay = 1.0
             try:
                 if self._capture(source, decoder):
                     return  # a finite source ran out
             except OSError as err:
-                self._offline(str(err))
+                self._fault(str(err))
             finally:
                 source.close()
-        self._set_online(False)
+        self.online = False
 
     def _capture(self, source: FrameSource, decoder: QrDecoder) -> bool:
         """Read frames until stopped (False) or the source ends (True)."""
@@ -231,30 +193,10 @@ class QrCameraReader(Reader):
                 next_frame = time.monotonic() + self._min_interval
             frame = source.read()
             if frame is None:
-                self._set_online(False)
+                self.online = False
                 return True
             texts = decoder.decode(frame)
             self.frames += 1
             for text in self._dedupe.new(texts, time.monotonic()):
                 self._hand_over(text)
         return False
-
-    def _hand_over(self, text: str) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(
-                self._on_credential, CredentialRead(self.id, CredentialKind.PASS, text)
-            )
-
-    def _offline(self, why: str) -> None:
-        if not self._faulted:
-            log.error("%s: camera offline: %s", self.id, why)
-            self._faulted = True
-        else:
-            log.debug("%s: camera still offline: %s", self.id, why)
-        self.online = False
-
-    def _set_online(self, online: bool) -> None:
-        if online and self._faulted:
-            log.info("%s: camera recovered", self.id)
-            self._faulted = False
-        self.online = online

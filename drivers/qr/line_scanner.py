@@ -16,20 +16,14 @@ short timeout, so `stop()` returns promptly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import selectors
-import threading
-from abc import abstractmethod
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from drivers.reader import CredentialRead, Reader
-from edge.model import CredentialKind
+from drivers.qr.threaded import ThreadedPassReader
 
 log = logging.getLogger(__name__)
 
@@ -64,69 +58,11 @@ class LineAssembler:
         return lines
 
 
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    granted: bool
-    reason: str
-
-
-class _LineReader(Reader):
-    """What both scanner kinds share: a thread, the assembler, hand-over to the loop, feedback bookkeeping."""
+class _LineReader(ThreadedPassReader):
+    """What both scanner kinds share beyond the threaded reader: nothing but the name in the logs."""
 
     def __init__(self, reader_id: str) -> None:
-        super().__init__(reader_id)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._faulted = False
-        self.feedback_log: deque[Feedback] = deque(maxlen=100)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"scanner-{self.id}", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        self.online = False
-
-    async def wait_finished(self) -> None:
-        """Until the input ends (EOF of a stream) or the reader is stopped."""
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-
-    async def feedback(self, granted: bool, reason: str) -> None:
-        # Scanners beep on a good read by themselves; the verdict is the door's (and the console's) to show.
-        self.feedback_log.append(Feedback(granted, reason))
-        log.info("%s: pass %s (%s)", self.id, "granted" if granted else "refused", reason)
-
-    @abstractmethod
-    def _run(self) -> None:
-        """Read lines until stopped, handing each to _hand_over. Runs in the reader's own thread."""
-
-    def _hand_over(self, line: str) -> None:
-        text = line.strip()
-        if text and self._loop is not None:
-            read = CredentialRead(self.id, CredentialKind.PASS, text)
-            self._loop.call_soon_threadsafe(self._on_credential, read)
-
-    def _fault(self, why: str) -> None:
-        if not self._faulted:
-            log.error("%s: scanner offline: %s", self.id, why)
-            self._faulted = True
-        else:
-            log.debug("%s: scanner still offline: %s", self.id, why)
-        self.online = False
-
-    def _ok(self) -> None:
-        if self._faulted:
-            log.info("%s: scanner recovered", self.id)
-            self._faulted = False
-        self.online = True
+        super().__init__(reader_id, device="scanner")
 
 
 class LineScannerReader(_LineReader):
@@ -158,7 +94,7 @@ class LineScannerReader(_LineReader):
                 continue
             delay = 1.0
             try:
-                self._ok()
+                self._recovered()
                 if self._read_fd(fd):
                     return
             finally:
@@ -170,7 +106,7 @@ class LineScannerReader(_LineReader):
             fd = stream.fileno()
         except (OSError, ValueError, AttributeError):
             fd = -1
-        self._ok()
+        self._recovered()
         if fd >= 0:
             self._read_fd(fd)
         else:  # an in-memory stream: nothing to wait for
@@ -244,7 +180,7 @@ class SerialScannerReader(_LineReader):
                 continue
             delay = 1.0
             self.serial = port
-            self._ok()
+            self._recovered()
             try:
                 while not self._stop.is_set():
                     data = port.read(max(1, port.in_waiting))
