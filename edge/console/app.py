@@ -7,13 +7,20 @@ its endpoints call the gateway and publish on its bus directly.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
 
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.staticfiles import StaticFiles
+
+from edge.console import api, api_site
 from edge.console.accounts import AccountStore
-from edge.console.api import Console, router
+from edge.console.api import Console
 from edge.console.auth import LoginThrottle, Sessions, SetupCode
+from edge.console.headers import SecurityHeaders
 from edge.console.settings import ConsoleSettings
 from edge.gateway import Gateway
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
@@ -36,5 +43,18 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         client_throttle=LoginThrottle(gateway.clock, settings, settings.max_client_failures),
         setup=setup,
     )
-    app.include_router(router)
+    for module in (api, api_site):
+        app.include_router(module.router)
+
+    @app.api_route(
+        "/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    async def no_such_endpoint(request: Request) -> None:
+        # Without this an unknown /api path would fall through to the static files' plain-text 404.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no endpoint {request.method} {request.url.path}")
+
+    # The front end: static files shipped in the package (no build step), index.html at "/". Mounted last,
+    # so the API and the OpenAPI pages take precedence.
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    app.add_middleware(SecurityHeaders)
     return app
