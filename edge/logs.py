@@ -1,5 +1,6 @@
 """Logging set-up: human-readable lines by default, one JSON object per line on request (for journald
-shippers). Configured once, in main()."""
+shippers), and secrets and personal data redacted on every handler (edge.redact). Configured once, in
+main()."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Literal
+
+from edge.redact import RedactingFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +21,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:  # already formatted (and redacted) by RedactingFilter
+            entry["exc"] = record.exc_text
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
@@ -29,6 +34,7 @@ def setup_logging(level: str = "info", fmt: Literal["text", "json"] = "text") ->
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

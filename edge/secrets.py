@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import SecretBytes, SecretStr
 
 from edge.errors import ConfigError
+from edge.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def read_secret(name: str, *, required: bool = True) -> SecretStr | None:
             ) from None
     else:
         text = found.data.decode("utf-8", "surrogateescape")
+    register_secret(text)  # redacted from every log line from now on (edge.redact)
     return SecretStr(text)
 
 
@@ -101,6 +103,7 @@ def read_secret_bytes(name: str, *, required: bool = True, length: int | None = 
             f"secret {name!r} in {found.source} must be {length} bytes ({2 * length} hex digits), "
             f"it holds {len(key)} bytes"
         )
+    register_secret(key)
     return SecretBytes(key)
 
 

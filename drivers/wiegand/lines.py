@@ -51,7 +51,9 @@ class LineFormat:
         m = self.pattern.fullmatch(text)
         if m is None:
             raise WiegandError(
-                WiegandErrorReason.NOT_BITS, f"line does not match the converter format: {text!r}"
+                # Not the line itself: a garbled line can still hold most of a card number.
+                WiegandErrorReason.NOT_BITS,
+                f"line of {len(text)} characters does not match the converter format",
             )
         found = {k: v for k, v in m.groupdict().items() if v is not None}
         if "bits" in found:
@@ -60,7 +62,7 @@ class LineFormat:
             length, value = int(found["length"]), int(found["hex"], 16)
             if value >> length:
                 raise WiegandError(
-                    WiegandErrorReason.LENGTH, f"0x{found['hex']} is longer than {length} bits"
+                    WiegandErrorReason.LENGTH, f"{len(found['hex'])} hex digits are longer than {length} bits"
                 )
             return decode(format(value, f"0{length}b"), fmt)
         facility = int(found["facility"]) if "facility" in found else None
