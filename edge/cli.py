@@ -6,6 +6,7 @@ menwei validate-config FILE      check a config file; exit 2 with one line per p
 menwei audit verify --config F   check the event log's hash chain; names the first broken link
 menwei face enroll DIR --config F --pack D   enrol face photos (edge/face/cli.py)
 menwei firmware update --port P RELEASE      update a door-controller board (firmware-bridge/cli.py)
+menwei status --config F [--json]   one screen of health; exit 0 healthy, 1 degraded (edge/ops/status.py)
 menwei version
 """
 
@@ -49,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--pace", type=float, default=1.0, help="scale the pauses of the scripted day (0.3 = faster)"
     )
+    demo.add_argument(
+        "--console-port",
+        type=int,
+        default=8080,
+        help="serve the guard console on http://127.0.0.1:PORT/ (default 8080; 0: no console)",
+    )
 
     check = sub.add_parser("validate-config", help="validate a config file and exit")
     check.add_argument("file", type=Path)
@@ -66,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     from firmware_bridge.cli import add_parser as add_firmware_parser
 
     add_firmware_parser(sub)
+    from edge.ops.commands import add_parsers as add_ops_parsers
+
+    add_ops_parsers(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging("warning")
             from edge.demo import demo_main
 
-            return demo_main(args.config, args.seconds, args.data_dir, args.pace)
+            return demo_main(args.config, args.seconds, args.data_dir, args.pace, args.console_port or None)
         if args.command == "audit":
             return _audit(args.config, args.db)
         if args.command == "run":
@@ -97,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             from firmware_bridge.cli import firmware_main
 
             return firmware_main(args)
+        from edge.ops import commands as ops
+
+        if args.command in ops.COMMANDS:
+            return ops.ops_main(args, package_version())
     except ConfigError as err:
         print(f"menwei: config error:\n{err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -153,14 +167,21 @@ def _run(config_path: Path) -> int:
         notifier = Notifier.from_env()
         await gateway.start()
         metrics = None
+        console = None
         watchdog = None
         sync = None
+        homeassistant = None
         try:
             if config.metrics is not None:  # prometheus-client, the `ops` extra, only if asked for
                 from edge.ops.metrics import MetricsServer
 
                 metrics = MetricsServer(gateway, config.metrics.address, config.metrics.port)
                 metrics.start()  # a taken port fails the start, and systemd says so
+            if config.console is not None:  # fastapi and uvicorn, the `console` extra, only if asked for
+                from edge.console.server import ConsoleServer
+
+                console = ConsoleServer(gateway, config.console)
+                await console.start()  # on this loop; a taken port fails the start
             # The doors decide from here on, with or without the cloud: that is what "ready" means.
             notifier.ready(f"gateway {config.gateway.id}: {len(gateway.runners)} doors")
             watchdog = asyncio.create_task(notifier.keep_alive(stop))
@@ -171,12 +192,23 @@ def _run(config_path: Path) -> int:
                 await sync.start()
             else:
                 log.info("no [mqtt] section: running offline only")
+            if config.homeassistant.enabled:  # MQTT discovery for the site's Home Assistant, off by default
+                from cloud_sync.homeassistant import HomeAssistantBridge
+
+                homeassistant = HomeAssistantBridge(
+                    gateway, config.homeassistant, software_version=package_version()
+                )
+                await homeassistant.start()
             await stop.wait()
         finally:
             notifier.stopping()
             stop.set()
             if watchdog is not None:
                 await watchdog
+            if console is not None:  # before the gateway: its requests use the gateway
+                await console.stop()
+            if homeassistant is not None:  # availability offline before the doors stop
+                await homeassistant.stop()
             if sync is not None:
                 await sync.stop()
             if metrics is not None:

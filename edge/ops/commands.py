@@ -1,0 +1,24 @@
+"""The operator subcommands of `menwei` (status): their arguments and their
+dispatch, so edge/cli.py only registers them (`add_parsers`) and hands over (`ops_main`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMMANDS = ("status",)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="one screen of health; exit 0 healthy, 1 degraded, 2 config error")
+    status.add_argument("--config", type=Path, required=True, help="gateway TOML config")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def ops_main(args: argparse.Namespace, version: str) -> int:
+    if args.command == "status":
+        from edge.config import load_config
+        from edge.ops.status import print_status
+
+        return print_status(load_config(args.config), version=version, as_json=args.json)
+    raise AssertionError(f"not an ops command: {args.command}")
