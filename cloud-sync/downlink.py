@@ -105,9 +105,10 @@ log = logging.getLogger(__name__)
 
 ErrorCode = Literal["not_json", "schema", "wrong_site", "bad_sha", "too_large", "unknown_command", "rejected"]
 ReplyError = Literal["expired", "replayed", "invalid", "unknown_door", "failed"]
-RequestReason = Literal["startup", "gap", "mismatch", "corrupt", "command", "incomplete"]
+RequestReason = Literal["startup", "gap", "mismatch", "corrupt", "command", "incomplete", "restored"]
 
-FORCING_REASONS: frozenset[str] = frozenset({"command", "mismatch"})
+# "restored": the gateway's database came back from a backup (or empty): the cloud's list is the truth.
+FORCING_REASONS: frozenset[str] = frozenset({"command", "mismatch", "restored"})
 FORCED_WINDOW = 300.0  # seconds after a forcing request during which a snapshot applies whatever its version
 REQUEST_INTERVAL = 5.0  # seconds between two snapshot requests (a command's request is never held back)
 MAX_PENDING_DELTAS = 1000  # deltas queued behind the one being applied; more are refused
@@ -178,7 +179,9 @@ class Downlink:
         self.publish_acl_state()
         self.passes.announce()
         version = self._acl().version
-        if version == 0:
+        if self.gateway.snapshot_wanted is not None:  # asked on every connect until a snapshot applied
+            self.request_snapshot("restored", self.gateway.snapshot_wanted)
+        elif version == 0:
             self.request_snapshot("startup", "no access list yet")
 
     def close(self) -> None:
@@ -196,7 +199,7 @@ class Downlink:
         now = time.monotonic()
         if reason in FORCING_REASONS:
             self._forced_until = now + FORCED_WINDOW
-        explicit = reason in ("command", "startup")
+        explicit = reason in ("command", "startup", "restored")
         if not explicit and self._last_request is not None and now - self._last_request < REQUEST_INTERVAL:
             log.debug(
                 "snapshot request (%s) held back: one was sent %.1f s ago", reason, now - self._last_request
@@ -366,6 +369,7 @@ class Downlink:
                 )
                 return None
             self._forced_until = float("-inf")
+            self.gateway.snapshot_wanted = None
             self._after_change(previous.version, "snapshot")
         for sid in self.assembler.drop_superseded(complete.version):
             log.info("incomplete snapshot %s dropped: superseded by version %d", sid, complete.version)

@@ -459,7 +459,7 @@ class AclState(Message):
 
 
 class SnapshotRequest(Message):
-    reason: Literal["startup", "gap", "mismatch", "corrupt", "command", "incomplete"]
+    reason: Literal["startup", "gap", "mismatch", "corrupt", "command", "incomplete", "restored"]
     have_version: int
     detail: str = ""
 

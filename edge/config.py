@@ -164,6 +164,51 @@ class StoreSection(Section):
             "but the last transactions may be lost on power loss."
         ),
     )
+    boot_check: Literal["quick", "full"] = Field(
+        default="quick",
+        description=(
+            "Check of the database before the gateway opens it: 'quick' (PRAGMA quick_check) or 'full' "
+            "(PRAGMA integrity_check, slower on a big file). A failure restores the newest good backup."
+        ),
+    )
+
+
+class RetentionSection(Section):
+    """[retention]: how long synced events are kept on the gateway (edge/store/retention.py)."""
+
+    events_max_age_days: float = Field(
+        default=365.0,
+        gt=0,
+        le=1095,
+        description=(
+            "Events older than this are deleted once the cloud has them (at most 1095 days, 3 years); an "
+            "unsynced event is never deleted."
+        ),
+    )
+    interval_hours: float = Field(
+        default=6.0,
+        gt=0,
+        le=168,
+        description="Hours between two retention runs (the first soon after start).",
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=10,
+        le=10_000,
+        description="Events deleted per transaction; the event writer gets the database between two.",
+    )
+
+
+class BackupSection(Section):
+    """[backup]: scheduled online backups of the database (edge/store/backup.py)."""
+
+    enabled: bool = Field(default=True, description="Take scheduled backups.")
+    dir: LaxPath | None = Field(
+        default=None,
+        description="Backup directory (default <data_dir>/backups); relative to the data directory.",
+    )
+    interval_hours: float = Field(default=24.0, gt=0, le=720, description="Hours between two backups.")
+    keep: int = Field(default=7, ge=1, le=100, description="Newest backups kept; older ones are deleted.")
 
 
 class LoggingSection(Section):
@@ -195,6 +240,58 @@ class MetricsSection(Section):
         description="Loopback address to listen on (127.0.0.1 or ::1); scrape remotely through a proxy.",
     )
     port: int = Field(default=9817, ge=1, le=65535, description="TCP port of http://address:port/metrics.")
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+class ConsoleSection(Section):
+    """[console]: the guard console, a web page and REST API served by `menwei run` (docs/console.md);
+    absent means none."""
+
+    address: Annotated[str, AfterValidator(_ip_address)] = Field(
+        default="0.0.0.0",  # noqa: S104 - the booth's tablet reaches the gateway over the LAN
+        description="IP address to listen on: 0.0.0.0 (every interface, for the booth's tablet), or one "
+        "interface's address, or 127.0.0.1 behind a local proxy.",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port of the console.")
+    tls_cert_file: LaxPath | None = Field(
+        default=None,
+        description="Server certificate chain (PEM), an absolute path; with tls_key_credential it turns "
+        "HTTPS on (and Secure cookies). Absent: plain HTTP, warned about unless the address is loopback.",
+    )
+    tls_key_credential: CredentialName | None = Field(
+        default=None,
+        description="Credential name of the certificate's private key (PEM), a file in "
+        "$CREDENTIALS_DIRECTORY (systemd LoadCredential=).",
+    )
+    session_hours: float = Field(
+        default=8.0, gt=0, le=168, description="A login lasts this long (one shift); then log in again."
+    )
+    max_failures: int = Field(
+        default=5, ge=1, le=100, description="Failed logins of one account in 15 minutes that lock it out."
+    )
+    lockout_minutes: float = Field(
+        default=15.0, gt=0, le=1440, description="How long a locked-out account (or client address) waits."
+    )
+    min_password_length: int = Field(
+        default=12, ge=8, le=128, description="Shortest password accepted for a console account."
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_credential is None):
+            raise ValueError("HTTPS needs both tls_cert_file and tls_key_credential")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class SecretsSection(Section):
@@ -260,6 +357,89 @@ class MqttSection(Section):
     clock_skew_seconds: float = Field(
         default=30.0, ge=0, description="Allowance between the cloud's clock and ours when checking commands."
     )
+
+
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+
+
+def _topic_prefix(value: str) -> str:
+    # No wildcards, no empty levels, no '$' topics: the prefix is both published to and subscribed under.
+    if not _TOPIC_PREFIX.fullmatch(value):
+        raise PydanticCustomError(
+            "topic_prefix",
+            "{value} is not a topic prefix: use levels of letters, digits, '-' or '_' separated by '/'",
+            {"value": repr(value)},
+        )
+    return value
+
+
+TopicPrefix = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_topic_prefix)]
+
+# The [homeassistant] keys that say how to reach a broker; with use_cloud_broker they come from [mqtt].
+HA_BROKER_KEYS = (
+    "host",
+    "port",
+    "username",
+    "password_credential",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_credential",
+)
+
+
+class HomeAssistantSection(Section):
+    """[homeassistant]: MQTT discovery for a site's Home Assistant (cloud-sync/homeassistant.py). Off by default."""
+
+    enabled: bool = Field(default=False, description="Publish the doors to Home Assistant.")
+    use_cloud_broker: bool = Field(
+        default=False,
+        description="Reach the broker of [mqtt] with its connection settings (a separate MQTT client).",
+    )
+    host: Text = Field(default="127.0.0.1", description="Home Assistant's broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
+    username: Text | None = Field(default=None, description="Username, if the broker wants one.")
+    password_credential: CredentialName | None = Field(
+        default=None, description="Credential name holding the password (never the password itself)."
+    )
+    tls_ca_file: LaxPath | None = Field(
+        default=None, description="CA certificate (PEM) that signed the broker's certificate; enables TLS."
+    )
+    tls_cert_file: LaxPath | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS; needs tls_key_credential."
+    )
+    tls_key_credential: CredentialName | None = Field(
+        default=None,
+        description="Credential name of the client's private key (PEM), read from $CREDENTIALS_DIRECTORY.",
+    )
+    client_id: Text | None = Field(
+        default=None, description="MQTT client id; default 'menwei-ha-<site>-<gateway>'. Unique per broker."
+    )
+    keepalive_seconds: int = Field(
+        default=30,
+        ge=5,
+        le=3600,
+        description="MQTT keep-alive; a vanished link shows unavailable after ~1.5x.",
+    )
+    discovery_prefix: TopicPrefix = Field(
+        default="homeassistant", description="Home Assistant's discovery prefix (an MQTT integration option)."
+    )
+    topic_prefix: TopicPrefix = Field(
+        default="menwei", description="State and command topics live under <topic_prefix>/<site>/<gateway>/."
+    )
+    allow_unlock: bool = Field(
+        default=False,
+        description="Let Home Assistant's unlock open a door (audited); false: refused, logged and audited.",
+    )
+
+    @model_validator(mode="after")
+    def _one_broker(self) -> Self:
+        if self.use_cloud_broker:
+            own = [k for k in HA_BROKER_KEYS if k in self.model_fields_set]
+            if own:
+                raise ValueError(
+                    f"use_cloud_broker = true takes the broker from [mqtt]; remove {', '.join(own)}"
+                )
+        return self
 
 
 class PassesSection(Section):
@@ -804,6 +984,10 @@ class GatewayConfig(Section):
     site: SiteSection = Field(description="The property this gateway serves.")
     gateway: GatewaySection = Field(description="This gateway.")
     store: StoreSection = Field(default_factory=StoreSection, description="The SQLite store.")
+    retention: RetentionSection = Field(
+        default_factory=RetentionSection, description="How long synced events are kept."
+    )
+    backup: BackupSection = Field(default_factory=BackupSection, description="Scheduled database backups.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Logging.")
     secrets: SecretsSection = Field(
         default_factory=SecretsSection, description="Names of credentials to read; never their values."
@@ -811,6 +995,12 @@ class GatewayConfig(Section):
     mqtt: MqttSection | None = Field(default=None, description="Cloud link; absent means offline only.")
     metrics: MetricsSection | None = Field(
         default=None, description="Prometheus metrics endpoint; absent means none."
+    )
+    console: ConsoleSection | None = Field(
+        default=None, description="The guard console (web page and REST API); absent means none."
+    )
+    homeassistant: HomeAssistantSection = Field(
+        default_factory=HomeAssistantSection, description="Home Assistant MQTT discovery; off by default."
     )
     passes: PassesSection = Field(default_factory=PassesSection, description="Visitor passes (QR tokens).")
     face: FaceSection | None = Field(
@@ -880,6 +1070,8 @@ def _cross_problems(cfg: GatewayConfig) -> Iterator[tuple[Loc, str]]:
     yield from _duplicates("anti_passback", "area", "anti-passback area", [a.area for a in cfg.anti_passback])
     if not cfg.doors:
         yield ("doors",), "at least one [[doors]] entry is required"
+    if cfg.homeassistant.enabled and cfg.homeassistant.use_cloud_broker and cfg.mqtt is None:
+        yield ("homeassistant", "use_cloud_broker"), "needs an [mqtt] section to take the broker from"
 
     controllers: dict[str, ControllerBase] = {}
     for c in cfg.controllers:

@@ -35,6 +35,9 @@ class AlarmKind(StrEnum):
     # never cleared. The detail names the snapshot kept on the gateway; the picture itself is never in an event.
     FACE_UNKNOWN = "face_unknown"
     FACE_SPOOF = "face_spoof"
+    # The database failed its boot check and was restored from a backup or started empty (edge/store/recovery.py);
+    # the detail says which, and which event seqs are not on the gateway. Momentary: never cleared.
+    STORE_RESTORED = "store_restored"
 
 
 class DoorState(StrEnum):

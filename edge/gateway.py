@@ -40,7 +40,9 @@ from edge.secrets import read_secret_bytes
 from edge.store.access_store import load_access_list, save_access_list, set_version
 from edge.store.db import open_db, transaction
 from edge.store.event_log import EventLog, StoredEvent
+from edge.store.recovery import Recovery, boot_check
 from edge.store.state import get_state, put_state
+from edge.store.upkeep import DataUpkeep, backup_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ class Gateway:
         self._warned_no_pin_key = False
         self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
+        # The boot check's report when the database had to be restored (edge/store/recovery.py); while
+        # `snapshot_wanted` is set, the cloud downlink asks for a fresh snapshot on every connect.
+        self.recovery: Recovery | None = None
+        self.snapshot_wanted: str | None = None
+        self.upkeep: DataUpkeep | None = None
+        self.upkeep_start_delay = 60.0  # seconds before the first retention run and backup
         # Called on the loop with each decision and the seconds it took (edge/ops/metrics.py); must be cheap.
         self.decision_observer: Callable[[Decision, float], None] | None = None
         face = config.face
@@ -96,6 +104,13 @@ class Gateway:
 
     async def start(self) -> None:
         self.config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        self.recovery = await asyncio.to_thread(
+            boot_check,
+            self.db_path,
+            backup_dir(self.config),
+            full=self.config.store.boot_check == "full",
+            synchronous=self.config.store.synchronous,
+        )
         acl, modes, lockdown, pass_uses = await asyncio.to_thread(self._load)
         state = GatewayState(door_modes=modes, lockdown=lockdown, pass_uses=pass_uses)
         self.engine = DecisionEngine(self.site, acl, state)
@@ -141,7 +156,16 @@ class Gateway:
                 )
         if lockdown:
             self.bus.publish(ModeEvent(at=self.clock.now(), mode=DoorMode.LOCKDOWN, reason="restored"))
+        if self.recovery is not None:  # on the record (synced, shown), and a fresh list asked for
+            detail = self.recovery.describe()
+            log.error("store restored: %s", detail)
+            self.bus.publish(AlarmEvent(at=self.clock.now(), kind=AlarmKind.STORE_RESTORED, detail=detail))
+            self.snapshot_wanted = detail
         self.spawn(self._housekeeping())
+        self.upkeep = DataUpkeep(
+            self.config, self.db_path, self._stopping, start_delay=self.upkeep_start_delay
+        )
+        self.spawn(self.upkeep.run())
         log.info("gateway %s started with %d doors", self.config.gateway.id, len(self.runners))
 
     async def stop(self) -> None:

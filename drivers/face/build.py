@@ -10,15 +10,13 @@ import importlib.util
 
 from drivers.face.loop import LoopSettings
 from drivers.face.reader import FaceCameraReader
-from drivers.face.snapshots import SnapshotStore
+from drivers.face.snapshots import SNAPSHOT_DIR, SnapshotStore
 from drivers.face.worker import WorkerSettings
 from drivers.reader import Reader
 from edge.config import FaceCameraReader as FaceCameraConfig
 from edge.config import GatewayConfig
 from edge.errors import ConfigError
 from edge.face.pipeline import Tuning
-
-SNAPSHOT_DIR = "face-snapshots"
 
 
 def face_readers(config: GatewayConfig) -> dict[str, Reader]:

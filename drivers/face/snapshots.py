@@ -15,6 +15,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_DIR = "face-snapshots"  # under the data directory
+
 
 class SnapshotStore:
     def __init__(self, directory: Path, *, max_files: int = 500, max_age_seconds: float = 7 * 86400) -> None:
