@@ -33,7 +33,7 @@ _SENSITIVE_KEYS = (  # keys whose values are redacted, not a secret itself
 )
 # key=value, key: value, "key": "value", 'key': 'value'. The value ends at a quote, comma, brace or space.
 _KEY_VALUE = re.compile(
-    rf"""(?P<key>["']?\b(?:{_SENSITIVE_KEYS})["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;}}\]]+)""",
+    rf"""(?P<key>["']?\b(?:{_SENSITIVE_KEYS})["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;}}\]\[{{]+)""",
     re.IGNORECASE,
 )
 _INPUT_VALUE = re.compile(r"(input_value=)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)")
@@ -83,9 +83,13 @@ def redact(text: str) -> str:
 
 def _keep_key(m: re.Match[str]) -> str:
     value = m["value"]
-    if value == REDACTED or value.endswith(REDACTED) or value in ("None", "null", "''", '""'):
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    inner = value[1:-1] if quote else value
+    if inner in (REDACTED, "", "None", "null"):
         return m[0]
-    return m["key"] + REDACTED
+    if not quote and m["key"].lstrip().startswith('"'):
+        quote = '"'  # a JSON number or literal: the marker must stay a JSON value
+    return f"{m['key']}{quote}{REDACTED}{quote}"  # quotes kept: JSON stays JSON
 
 
 class RedactingFilter(logging.Filter):

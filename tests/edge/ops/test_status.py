@@ -71,7 +71,7 @@ async def test_status_of_a_running_gateway(running: tuple[Gateway, GatewayConfig
     assert report.exit_code == EXIT_HEALTHY
     assert report.access_list["version"] == 5
     assert report.access_list["people"] == 4
-    assert report.access_list["credentials"]["card"] >= 4
+    assert report.access_list["credentials"]["cards"] >= 4
     assert report.access_list["age_seconds"] < 60
     assert report.doors == {"main-gate": "normal", "side-door": "normal", "lobby-a": "locked"}
     assert report.last_hour["decisions"] == {"granted": 1, "denied": 2}
