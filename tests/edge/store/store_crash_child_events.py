@@ -1,6 +1,6 @@
 """Child process for the event log crash test: append as fast as possible, print each id once it is stored.
 
-Usage: python store_crash_child_events.py DB_PATH
+Usage: python store_crash_child_events.py DB_PATH [full|normal]
 
 An id is written to stdout (and flushed) only after its append future has resolved, i.e. after the commit;
 the parent SIGKILLs this process at a random moment and then checks that every printed id is in the database.
@@ -13,13 +13,14 @@ from collections import deque
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
+from edge.store.db import Synchronous
 from edge.store.event_log import EventLog, StoredEvent
 
 IN_FLIGHT = 300
 
 
-def main(path: str) -> None:
-    log = EventLog(path)
+def main(path: str, synchronous: Synchronous = "full") -> None:
+    log = EventLog(path, synchronous=synchronous)
     window: deque[Future[StoredEvent]] = deque()
     out = sys.stdout
     n = 0
@@ -41,4 +42,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "normal" if sys.argv[2:] == ["normal"] else "full")
