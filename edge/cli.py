@@ -7,6 +7,8 @@ menwei audit verify --config F   check the event log's hash chain; names the fir
 menwei face enroll DIR --config F --pack D   enrol face photos (edge/face/cli.py)
 menwei firmware update --port P RELEASE      update a door-controller board (firmware-bridge/cli.py)
 menwei status --config F [--json]   one screen of health; exit 0 healthy, 1 degraded (edge/ops/status.py)
+menwei diagnostics --config F [--out PATH]   a support bundle with no personal data (edge/ops/diagnostics.py)
+menwei install-service [--root DIR] [--no-start]   systemd unit, user, /etc/menwei (edge/ops/install.py)
 menwei version
 """
 

@@ -1,4 +1,4 @@
-"""The operator subcommands of `menwei` (status, diagnostics): their arguments and their
+"""The operator subcommands of `menwei` (status, diagnostics, install-service): their arguments and their
 dispatch, so edge/cli.py only registers them (`add_parsers`) and hands over (`ops_main`)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-COMMANDS = ("status", "diagnostics")
+COMMANDS = ("status", "diagnostics", "install-service")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +23,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="bundle path (default: ./menwei-diagnostics-<gateway>-<time>.tar.gz)",
     )
 
+    install = sub.add_parser(
+        "install-service", help="install the systemd unit, the menwei user, /etc/menwei and /etc/credstore"
+    )
+    install.add_argument(
+        "--root", type=Path, default=None, help="install under this root (an image); starts nothing"
+    )
+    install.add_argument("--no-start", action="store_true", help="do not enable and start the service")
+
 
 def ops_main(args: argparse.Namespace, version: str) -> int:
     if args.command == "status":
@@ -34,4 +42,8 @@ def ops_main(args: argparse.Namespace, version: str) -> int:
         from edge.ops.diagnostics import diagnostics_main
 
         return diagnostics_main(args.config, args.out, version=version)
+    if args.command == "install-service":
+        from edge.ops.install import install_main
+
+        return install_main(args.root, start=not args.no_start)
     raise AssertionError(f"not an ops command: {args.command}")
