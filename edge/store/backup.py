@@ -105,8 +105,9 @@ def prune_backups(directory: Path, keep: int) -> list[Path]:
 
 
 def check_database(path: Path, *, full: bool) -> str | None:
-    """None if the file at `path` opens as SQLite and passes the check; else what is wrong. Never writes the
-    file itself (a WAL database may need its -shm rebuilt; that is all)."""
+    """None if the file at `path` opens as SQLite and passes the check; else what is wrong. Writes nothing
+    itself; closing the connection lets SQLite checkpoint a WAL into the file, as any last connection does
+    (frames whose checksums fail are not copied)."""
     pragma = "integrity_check" if full else "quick_check"
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -161,3 +162,23 @@ def test_a_sound_database_is_left_alone(tmp_path: Path) -> None:
     assert boot_check(tmp_path / "absent.db", tmp_path / "backups") is None
     assert db.read_bytes() == before
     assert not list(tmp_path.glob("corrupt-*"))
+
+
+async def test_the_gateway_schedules_the_first_backup_itself(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path / "data")
+    gw = Gateway(cfg, build_devices(cfg))
+    gw.upkeep_start_delay = 0.0
+    await gw.start()
+    try:
+        upkeep = gw.upkeep
+        assert upkeep is not None
+        deadline = time.monotonic() + 30
+        while upkeep.last_backup is None or upkeep.last_retention is None:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await gw.stop()
+    assert upkeep.last_backup is not None and upkeep.last_retention is not None
+    assert list_backups(backup_dir(cfg)) == [upkeep.last_backup]
+    assert boot_check(gw.db_path, backup_dir(cfg)) is None
