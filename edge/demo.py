@@ -15,17 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from cloud_sync.broker import LocalBroker, mosquitto_available
 
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import ConsoleSection, GatewayConfig, MqttSection, load_config
 from edge.demo_cloud import DemoCloud
 from edge.demo_data import CHEN_CARD, GUARD_CARD, LI_CARD, LI_PIN, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
+from edge.errors import ConfigError
 from edge.events import (
     AlarmEvent,
     DecisionEvent,
@@ -38,6 +39,9 @@ from edge.gateway import Gateway
 from edge.model import CredentialKind, Direction, DoorMode
 from edge.secrets import read_secret_bytes
 from edge.store.audit import verify_chain
+
+if TYPE_CHECKING:
+    from edge.console.server import ConsoleServer
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +261,12 @@ class DemoDay:
 
 
 async def run_demo(
-    config: GatewayConfig, *, seconds: float | None, out: TextIO = sys.stdout, pace: float = 1.0
+    config: GatewayConfig,
+    *,
+    seconds: float | None,
+    out: TextIO = sys.stdout,
+    pace: float = 1.0,
+    console_port: int | None = None,
 ) -> int:
     gateway = Gateway(config, build_devices(config))
     started = time.monotonic()
@@ -279,6 +288,7 @@ async def run_demo(
         await cloud.start()
     else:
         say("no MQTT broker (install mosquitto or add [mqtt] to the config): running offline only")
+    console = await _start_console(gateway, console_port, say) if console_port is not None else None
     pin_key = read_secret_bytes(config.secrets.pin_key, required=False, length=32)
     day = DemoDay(gateway, say, pace, pin_key.get_secret_value() if pin_key else None, cloud)
     deadline = None if seconds is None else started + seconds
@@ -298,6 +308,8 @@ async def run_demo(
             if deadline is not None and time.monotonic() >= deadline:
                 break
     finally:
+        if console is not None:
+            await console.stop()
         if cloud is not None:
             await cloud.stop()
         await gateway.stop()
@@ -309,8 +321,33 @@ async def run_demo(
     return 0 if report.ok else 1
 
 
+async def _start_console(gateway: Gateway, port: int, say: Callable[[str], None]) -> ConsoleServer | None:
+    """The guard console on loopback, for a person trying the demo in a browser; the demo runs on without it
+    if the port is taken or the `console` extra is not installed."""
+    try:
+        from edge.console.server import ConsoleServer
+    except ImportError:
+        say("guard console: not installed (the `console` extra); the demo runs without it")
+        return None
+    console = ConsoleServer(gateway, ConsoleSection(address="127.0.0.1", port=port))
+    try:
+        listening = await console.start()
+    except ConfigError as err:
+        say(f"guard console not started: {err}")
+        return None
+    say(
+        f"guard console: open {listening.url} in a browser; create the first admin there with the "
+        "one-time setup code from the log line above (it is new on every run of the demo)"
+    )
+    return console
+
+
 def demo_main(
-    config_path: Path | None, seconds: float | None, data_dir: Path | None, pace: float = 1.0
+    config_path: Path | None,
+    seconds: float | None,
+    data_dir: Path | None,
+    pace: float = 1.0,
+    console_port: int | None = None,
 ) -> int:
     config = load_config(config_path or DEFAULT_CONFIG)
     with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp, contextlib.ExitStack() as stack:
@@ -323,7 +360,7 @@ def demo_main(
             update["mqtt"] = MqttSection(host=broker.host, port=broker.port, heartbeat_seconds=10.0)
         config = config.model_copy(update=update)
         try:
-            return asyncio.run(run_demo(config, seconds=seconds, pace=pace))
+            return asyncio.run(run_demo(config, seconds=seconds, pace=pace, console_port=console_port))
         except KeyboardInterrupt:
             return 0
 

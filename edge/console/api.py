@@ -39,6 +39,7 @@ class Console:
     client_throttle: LoginThrottle  # per client address
     setup: SetupCode
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops: streams end
 
     def audit(self, action: str, by: str, ok: bool, detail: str = "", door_id: str | None = None) -> None:
         self.gateway.bus.publish(
@@ -309,7 +310,7 @@ def _recent(gw: Gateway, limit: int) -> list[dict[str, Any]]:
 def event_stream(_: SessionDep, console: ConsoleDep, request: Request) -> StreamingResponse:
     """Live events as server-sent events (text/event-stream), one message per event, named by its type."""
     return StreamingResponse(
-        sse_events(console.gateway.bus, request.is_disconnected),
+        sse_events(console.gateway.bus, request.is_disconnected, closing=console.closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )

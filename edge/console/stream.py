@@ -1,8 +1,11 @@
 """Live events for the console as server-sent events.
 
 SSE rather than a WebSocket: one-way is all the console needs, it goes through proxies as plain HTTP, and
-the browser's EventSource reconnects by itself. Each client reads its own bounded `EventBus.stream()`, so a
-slow browser drops its oldest events and never holds up the doors.
+the browser's EventSource reconnects by itself. Each client has its own bounded queue, filled by a bus
+subscription: a slow browser drops its oldest events and never holds up the doors.
+
+The subscription is made before the first frame is sent (a `retry:` line telling EventSource how soon to
+reconnect), so once a client has read that frame it misses no event.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from edge.events import Event, EventBus
 
 KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 3000
+QUEUE_SIZE = 1000
+FIRST_FRAME = f"retry: {RETRY_MS}\n\n"
 
 
 def sse_frame(event: Event) -> str:
@@ -26,26 +33,37 @@ async def sse_events(
     bus: EventBus,
     disconnected: Callable[[], Awaitable[bool]],
     keepalive: float = KEEPALIVE_SECONDS,
+    closing: asyncio.Event | None = None,
 ) -> AsyncIterator[str]:
-    """SSE text for every event on the bus until the client goes away; a comment line as keepalive when
-    quiet, so proxies keep the connection and a vanished client is noticed."""
-    stream = bus.stream()
-    # The next event is awaited in a task of its own, and a quiet spell only waits on it: cancelling the read
-    # at each keepalive would close the bus stream.
-    reading: asyncio.Future[Event] | None = None
+    """SSE text for every event on the bus until the client goes away or `closing` is set (the server is
+    stopping); a comment line as keepalive when quiet, so proxies keep the connection and a vanished client
+    is noticed."""
+    queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+
+    def put(event: Event) -> None:  # on the loop, inside bus.publish: must be cheap and never raise
+        if queue.full():
+            queue.get_nowait()  # a slow reader loses the oldest, never blocks the door
+        queue.put_nowait(event)
+
+    unsubscribe = bus.subscribe(Event, put)
+    closed = asyncio.ensure_future((closing or asyncio.Event()).wait())
+    getting: asyncio.Future[Event] | None = None
     try:
-        while not await disconnected():
-            if reading is None:
-                reading = asyncio.ensure_future(anext(stream))
-            done, _ = await asyncio.wait({reading}, timeout=keepalive)
-            if not done:
+        yield FIRST_FRAME
+        while not closed.done() and not await disconnected():
+            if getting is None:  # a quiet spell leaves the read pending: it is awaited again, not replaced
+                getting = asyncio.ensure_future(queue.get())
+            waiting: set[asyncio.Future[Any]] = {getting, closed}
+            done, _ = await asyncio.wait(waiting, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
+            if getting in done:
+                event, getting = getting.result(), None
+                yield sse_frame(event)
+            elif not done:
                 yield ": keepalive\n\n"
-                continue
-            event, reading = reading.result(), None
-            yield sse_frame(event)
     finally:
-        if reading is not None:
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
-        await stream.aclose()  # type: ignore[attr-defined]
+        unsubscribe()
+        for pending in (getting, closed):
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending

@@ -8,8 +8,9 @@ import sqlite3
 from typing import Any
 
 import httpx
+import pytest
 
-from edge.console.stream import sse_events, sse_frame
+from edge.console.stream import FIRST_FRAME, sse_events, sse_frame
 from edge.events import ExitRequestEvent
 from edge.gateway import Gateway
 from edge.model import DoorMode
@@ -125,12 +126,10 @@ async def test_the_stream_sends_bus_events_as_sse(gateway: Gateway) -> None:
         return gone
 
     stream = sse_events(gateway.bus, disconnected, keepalive=0.05)
-    first = asyncio.ensure_future(anext(stream))
-    for _ in range(5):  # let the stream subscribe to the bus
-        await asyncio.sleep(0)
+    assert await anext(stream) == FIRST_FRAME  # subscribed to the bus from here on
     event = ExitRequestEvent(at=gateway.clock.now(), door_id=a_door(gateway))
     gateway.bus.publish(event)
-    frame = await first
+    frame = await anext(stream)
     assert frame == sse_frame(event)
     assert frame.startswith("event: exit_request\ndata: {") and frame.endswith("\n\n")
     assert await anext(stream) == ": keepalive\n\n"
@@ -139,6 +138,21 @@ async def test_the_stream_sends_bus_events_as_sse(gateway: Gateway) -> None:
     assert await anext(stream) == sse_frame(second)
     gone = True
     await stream.aclose()  # type: ignore[attr-defined]
+    gateway.bus.publish(ExitRequestEvent(at=gateway.clock.now(), door_id=a_door(gateway)))  # unsubscribed
+
+
+async def test_the_stream_ends_when_the_console_closes(gateway: Gateway) -> None:
+    async def connected() -> bool:
+        return False
+
+    closing = asyncio.Event()
+    stream = sse_events(gateway.bus, connected, keepalive=60, closing=closing)
+    assert await anext(stream) == FIRST_FRAME
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    closing.set()
+    with pytest.raises(StopAsyncIteration):
+        await waiting
 
 
 async def test_the_stream_endpoint_is_for_logged_in_callers(guard: httpx.AsyncClient) -> None:
