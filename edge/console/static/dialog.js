@@ -1,0 +1,83 @@
+// The one modal dialog (a native <dialog>) and the toast line. A dialog asks for a reason or a note and
+// resolves to the text, or null when cancelled.
+import { $, clear, h } from "./dom.js";
+import { t } from "./i18n.js";
+
+const QUICK_REASONS = ["quick.delivery", "quick.visitor", "quick.resident", "quick.maintenance", "quick.emergency"];
+
+// ask({title, text, label, required, quick, danger}) -> Promise<string|null>
+export function ask({ title, text = "", label = t("dlg.reason"), required = true, quick = false, danger = false }) {
+  const dialog = $("#dialog");
+  return new Promise((resolve) => {
+    const input = h("textarea", {
+      id: "dialog-input",
+      rows: 2,
+      maxlength: 500,
+      placeholder: required ? t("dlg.reason_placeholder") : "",
+    });
+    const error = h("p", { class: "dialog-error", role: "alert" });
+    const confirm = h("button", { type: "submit", class: ["btn", danger ? "btn-danger" : "btn-primary"], id: "dialog-confirm" }, t("dlg.confirm"));
+    const cancel = h("button", { type: "button", class: "btn btn-ghost", id: "dialog-cancel" }, t("dlg.cancel"));
+    const chips = quick
+      ? h(
+          "div",
+          { class: "chips" },
+          QUICK_REASONS.map((key) =>
+            h("button", { type: "button", class: "chip", onclick: () => { input.value = t(key); input.focus(); } }, t(key)),
+          ),
+        )
+      : null;
+    let done = false;
+    const finish = (value) => {
+      if (done) return;
+      done = true;
+      dialog.close();
+      resolve(value);
+    };
+    const form = h(
+      "form",
+      {
+        method: "dialog",
+        class: ["dialog-body", danger && "dialog-danger"],
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          const value = input.value.trim();
+          if (required && !value) {
+            error.textContent = t("dlg.reason_required");
+            input.focus();
+            return;
+          }
+          finish(value);
+        },
+      },
+      h("h2", {}, title),
+      text ? h("p", { class: "dialog-text" }, text) : null,
+      h("label", { for: "dialog-input", class: "field-label" }, label),
+      input,
+      chips,
+      error,
+      h("div", { class: "dialog-actions" }, cancel, confirm),
+    );
+    cancel.addEventListener("click", () => finish(null));
+    dialog.addEventListener("cancel", () => finish(null), { once: true });
+    clear(dialog, form);
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+export function dialogOpen() {
+  return $("#dialog").open;
+}
+
+let toastTimer = null;
+
+// A short message at the bottom of the screen: kind "ok" (green) or "error" (red).
+export function toast(message, kind = "ok") {
+  const el = $("#toast");
+  el.textContent = message;
+  el.className = `toast toast-${kind}`;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 6000 : 3000);
+}
