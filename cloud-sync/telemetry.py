@@ -102,8 +102,11 @@ class Heartbeat:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the kick
+            # completes, and stop() then waited forever (seen: SIGTERM just after connecting hung `menwei run`).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self.publish_once()
