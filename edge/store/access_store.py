@@ -148,13 +148,12 @@ def load_access_list(db: sqlite_utils.Database) -> AccessList:
     conn = db.conn
     decode = _Decoder()
     try:
-        groups_of: dict[str, list[str]] = {}
-        for person_id, group_id in conn.execute(
-            "SELECT person_id, group_id FROM person_groups ORDER BY person_id, position"
-        ):
-            groups_of.setdefault(person_id, []).append(group_id)
+        groups_of = decode.group_lists(
+            conn.execute("SELECT person_id, group_id FROM person_groups ORDER BY person_id, position")
+        )
         people = [decode.person(row, groups_of.get(row[0], ())) for row in conn.execute(_SELECT_PEOPLE)]
-        groups = [Group(id=i, name=n) for i, n in conn.execute("SELECT id, name FROM groups")]
+        del groups_of
+        groups = [Group(decode.shared(i), n) for i, n in conn.execute("SELECT id, name FROM groups")]
         schedules = [decode.schedule(row) for row in conn.execute(_SELECT_SCHEDULES)]
         rules = [decode.rule(row) for row in conn.execute(_SELECT_RULES)]
         credentials = [decode.credential(row) for row in conn.execute(_SELECT_CREDENTIALS)]
@@ -383,11 +382,49 @@ def _pass_row(p: VisitorPass) -> tuple[Any, ...]:
 
 class _Decoder:
     """Rows -> model objects. Memoises the texts that repeat across rows (timestamps of a bulk import, door
-    lists), which saves parsing time and, by sharing the objects, memory on the gateway."""
+    lists), which saves parsing time and, by sharing the objects, memory on the gateway.
+
+    Every repeated value is shared as it is decoded (a card's person id is its person's id string; card
+    formats, buildings, units, group lists, pass labels exist once): sharing them only afterwards
+    (`share_repeated_values`, which `AccessList.build` still runs) would free the copies between the objects
+    that stay, and those holes keep the process's memory (RSS) up. At 100,000 people, 200,000 cards and
+    100,000 passes this is ~50 MB less."""
 
     def __init__(self) -> None:
         self._times: dict[str, datetime] = {}
         self._names: dict[str, tuple[str, ...]] = {}
+        self._texts: dict[str, str] = {}
+        self._id_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._ints: dict[int, int] = {}
+
+    def shared(self, value: str) -> str:
+        return self._texts.setdefault(value, value)
+
+    def text(self, value: str | None) -> str | None:
+        return None if value is None else self.shared(value)
+
+    def id_list(self, values: Iterable[str]) -> tuple[str, ...]:
+        key = tuple(values)
+        shared = self._id_lists.get(key)
+        if shared is None:
+            shared = self._id_lists[key] = tuple(self.shared(v) for v in key)
+        return shared
+
+    def group_lists(self, rows: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+        """person id -> group ids, from (person_id, group_id) rows ordered by person and position. The person
+        ids read here become the shared ones."""
+        out: dict[str, tuple[str, ...]] = {}
+        person: str | None = None
+        current: list[str] = []
+        for person_id, group_id in rows:
+            if person_id != person:
+                if person is not None:
+                    out[person] = self.id_list(current)
+                person, current = self.shared(person_id), []
+            current.append(group_id)
+        if person is not None:
+            out[person] = self.id_list(current)
+        return out
 
     def time(self, text: str) -> datetime:
         value = self._times.get(text)
@@ -407,7 +444,7 @@ class _Decoder:
     def schedule(self, row: tuple[Any, ...]) -> Schedule:
         sid, name, weekly, holidays = row
         return Schedule(
-            id=sid,
+            id=self.shared(sid),
             name=name,
             weekly=tuple(_intervals_from(day) for day in json.loads(weekly)),
             holidays=_intervals_from(json.loads(holidays)),
@@ -415,22 +452,27 @@ class _Decoder:
 
     def rule(self, row: tuple[Any, ...]) -> AccessRule:
         rid, group_id, door_ids, schedule_id = row
-        return AccessRule(id=rid, group_id=group_id, door_ids=self.names(door_ids), schedule_id=schedule_id)
+        return AccessRule(
+            id=rid,
+            group_id=self.shared(group_id),
+            door_ids=self.names(door_ids),
+            schedule_id=self.text(schedule_id),
+        )
 
     def person(self, row: tuple[Any, ...], group_ids: Iterable[str]) -> Person:
         pid, name, kind, building, unit, status, valid_from, valid_until, face_consent, responder = row
         return Person(
-            id=pid,
+            id=self.shared(pid),
             name=name,
             kind=_PERSON_KINDS[kind],
-            building=building,
-            unit=unit,
+            building=self.text(building),
+            unit=self.text(unit),
             status=_STATUSES[status],
             valid_from=self.time_or_none(valid_from),
             valid_until=self.time_or_none(valid_until),
             face_consent=bool(face_consent),
             responder=bool(responder),
-            group_ids=tuple(group_ids),
+            group_ids=self.id_list(group_ids),
         )
 
     def credential(self, row: tuple[Any, ...]) -> Credential:
@@ -438,11 +480,11 @@ class _Decoder:
         return Credential(
             kind=_CREDENTIAL_KINDS[kind],
             value=value,
-            person_id=person_id,
+            person_id=self.shared(person_id),
             status=_STATUSES[status],
             valid_from=self.time_or_none(valid_from),
             valid_until=self.time_or_none(valid_until),
-            format=fmt,
+            format=self.text(fmt),
         )
 
     def visitor_pass(self, row: tuple[Any, ...]) -> VisitorPass:
@@ -452,9 +494,9 @@ class _Decoder:
             door_ids=self.names(door_ids),
             valid_from=self.time(valid_from),
             valid_until=self.time(valid_until),
-            max_uses=max_uses,
-            host_person_id=host_person_id,
-            host_unit=host_unit,
-            label=label,
+            max_uses=None if max_uses is None else self._ints.setdefault(max_uses, max_uses),
+            host_person_id=self.text(host_person_id),
+            host_unit=self.text(host_unit),
+            label=self.shared(label),
             status=_STATUSES[status],
         )
