@@ -118,6 +118,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             " created_at TEXT NOT NULL) WITHOUT ROWID",
         ),
     ),
+    Migration(
+        7,
+        "guard console alarms",
+        (
+            # Alarms the guard console shows until a guard acknowledges them (edge.console.alarms), so a
+            # restart does not lose one. A repeat of an open alarm (same kind, door, device) counts up.
+            "CREATE TABLE console_alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,"
+            " kind TEXT NOT NULL, door TEXT, device TEXT, detail TEXT NOT NULL,"
+            " count INTEGER NOT NULL DEFAULT 1, last_at TEXT NOT NULL, cleared_at TEXT,"
+            " acknowledged_at TEXT, acknowledged_by TEXT, note TEXT)",
+            "CREATE INDEX console_alarms_open ON console_alarms(id) WHERE acknowledged_at IS NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
