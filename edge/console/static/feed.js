@@ -19,11 +19,10 @@ export const EVENT_TYPES = [
 let source = null;
 let retryTimer = null;
 let stopped = true;
-let records = []; // [{seq|null, event}] newest first
+let records = []; // [{seq|null, event, live?}] newest first
 
 export async function startFeed() {
   stopped = false;
-  await reload();
   connect();
 }
 
@@ -32,10 +31,19 @@ export function stopFeed() {
   clearTimeout(retryTimer);
   if (source) source.close();
   source = null;
+  setStatus("connecting");
 }
 
+// The stored events, merged with the live ones that arrived meanwhile. The stream is opened first and the
+// log read once it is open, so an event that happens in between is in one or the other (or both: the same
+// record twice is shown once).
 async function reload() {
-  records = await get("/api/events?limit=50");
+  const since = records.filter((r) => r.live);
+  const stored = await get("/api/events?limit=50");
+  const seen = new Set(stored.map((r) => JSON.stringify(r.event)));
+  const fresh = since.filter((r) => !seen.has(JSON.stringify(r.event)));
+  records = [...fresh, ...stored].sort((a, b) => Date.parse(b.event.at) - Date.parse(a.event.at));
+  if (records.length > MAX_ROWS) records.length = MAX_ROWS;
   render();
 }
 
@@ -46,10 +54,17 @@ const refreshSeqs = debounce(() => reload().catch(() => {}), 1500);
 function connect() {
   if (stopped) return;
   setStatus("connecting");
-  source = new EventSource("/api/events/stream");
-  source.addEventListener("open", () => setStatus("live"));
+  const es = new EventSource("/api/events/stream");
+  source = es;
+  es.addEventListener("open", () => {
+    if (es !== source) return;
+    reload()
+      .then(() => setStatus("live"))
+      .catch(() => {}); // a 401 sends the guard back to the login screen
+  });
   for (const type of EVENT_TYPES) {
-    source.addEventListener(type, (message) => {
+    es.addEventListener(type, (message) => {
+      if (es !== source) return;
       let event;
       try {
         event = JSON.parse(message.data);
@@ -57,37 +72,36 @@ function connect() {
         return;
       }
       const seq = message.lastEventId ? Number(message.lastEventId) : (event.seq ?? null);
-      add({ seq, event });
+      add({ seq, event, live: true });
       if (event.snapshot && seq === null) refreshSeqs();
       emit("event", event);
     });
   }
-  source.addEventListener("error", () => {
+  es.addEventListener("error", () => {
+    if (es !== source) return;
     setStatus("reconnecting");
-    if (source.readyState === EventSource.CLOSED) {
+    if (es.readyState === EventSource.CLOSED) {
       source = null;
       clearTimeout(retryTimer);
-      retryTimer = setTimeout(async () => {
-        try {
-          await reload(); // a 401 here sends the guard back to the login screen
-          connect();
-        } catch {
-          retryTimer = setTimeout(connect, 3000);
-        }
+      // Closed for good (a 401, the gateway restarting): check the session (a 401 sends the guard back to
+      // the login screen), then open a new stream.
+      retryTimer = setTimeout(() => {
+        get("/api/session")
+          .then(() => connect())
+          .catch(() => { retryTimer = setTimeout(connect, 5000); });
       }, 2000);
     }
   });
 }
 
-function setStatus(status) {
+let status = "connecting";
+
+function setStatus(next) {
+  status = next;
   const el = $("#feed-status");
   if (!el) return;
   el.className = `feed-status feed-${status}`;
   el.textContent = status === "live" ? t("feed.live") : t("feed.reconnecting");
-}
-
-export function feedStatusText() {
-  return source?.readyState === EventSource.OPEN ? "live" : "reconnecting";
 }
 
 function add(record) {
@@ -107,7 +121,7 @@ export function render() {
   if (!list) return;
   if (records.length === 0) clear(list, h("li", { class: "feed-empty" }, t("feed.empty")));
   else clear(list, records.map(renderRow));
-  setStatus(source?.readyState === EventSource.OPEN ? "live" : "reconnecting");
+  setStatus(status);
 }
 
 function who(ev) {

@@ -89,7 +89,7 @@ const zh = {
   "feed.granted": "通过",
   "feed.denied": "拒绝",
   "feed.by": "操作人 {by}",
-  "feed.unknown_door": "—",
+  "feed.unknown_door": "",
   "feed.face": "人脸抓拍",
 
   "alarms.title": "报警",
@@ -130,7 +130,7 @@ const zh = {
   "visitor.issued": "访客码已生成",
   "visitor.pass_heading": "访客通行证",
   "visitor.not_configured": "本网关未开启访客登记",
-  "visitor.default_doors": "默认",
+  "visitor.default_doors": "不选则用默认的门",
 
   "lookup.title": "查询",
   "lookup.placeholder": "姓名、单元或卡号后几位",
@@ -341,7 +341,7 @@ const en = {
   "feed.granted": "Granted",
   "feed.denied": "Denied",
   "feed.by": "by {by}",
-  "feed.unknown_door": "—",
+  "feed.unknown_door": "",
   "feed.face": "Face snapshot",
 
   "alarms.title": "Alarms",
@@ -351,7 +351,7 @@ const en = {
   "alarms.acked": "Alarm acknowledged",
 
   "pass.title": "Pass check",
-  "pass.scan": "Scan a visitor QR pass, or type it and press Enter",
+  "pass.scan": "Scan a visitor pass (or type it, then Enter)",
   "pass.check": "Check",
   "pass.valid": "VALID",
   "pass.invalid": "INVALID",
@@ -382,7 +382,7 @@ const en = {
   "visitor.issued": "Pass issued",
   "visitor.pass_heading": "Visitor pass",
   "visitor.not_configured": "Walk-in passes are not enabled on this gateway",
-  "visitor.default_doors": "Default",
+  "visitor.default_doors": "none ticked: the default doors",
 
   "lookup.title": "Look up",
   "lookup.placeholder": "Name, unit or last digits of a card",

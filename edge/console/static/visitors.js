@@ -23,7 +23,7 @@ export function renderVisitorForm() {
     { id: "visitor-form", class: "form-grid", onsubmit: submit },
     field("visitor.name", h("input", { name: "visitor", id: "visitor-name", required: true, maxlength: 40, autocomplete: "off", placeholder: t("visitor.name_placeholder") })),
     field("visitor.host", h("input", { name: "host_unit", id: "visitor-host", required: true, maxlength: 20, autocomplete: "off", placeholder: t("visitor.host_placeholder") })),
-    h("fieldset", { class: "field wide" }, h("legend", { class: "field-label" }, `${t("visitor.doors")} (${t("visitor.default_doors")})`), h("div", { class: "checks" }, doors)),
+    h("fieldset", { class: "field wide" }, h("legend", { class: "field-label" }, t("visitor.doors"), h("small", { class: "muted" }, ` · ${t("visitor.default_doors")}`)), h("div", { class: "checks" }, doors)),
     field("visitor.hours", h("input", { name: "hours", type: "number", min: "0.25", max: "72", step: "0.25", inputmode: "decimal" })),
     field("visitor.uses", h("input", { name: "uses", type: "number", min: "1", max: "50", step: "1", inputmode: "numeric" })),
     field("visitor.note", h("input", { name: "note", maxlength: 200, autocomplete: "off" }), "wide"),

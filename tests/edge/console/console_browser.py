@@ -1,5 +1,5 @@
-"""The browser side of the console's end-to-end tests: the console app served by real uvicorn on the test's
-event loop, and Debian's Chromium driven by Playwright.
+"""The browser side of the console's end-to-end tests: the console served by real uvicorn on the gateway's
+event loop (edge.console.server, as `menwei run` does), and Debian's Chromium driven by Playwright.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium (scripts/setup installs it) through
 `executable_path`. The background-networking flags matter: without them Chromium phones home at start and,
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
+
+from edge.config import ConsoleSection
+from edge.console.server import ConsoleServer
+from edge.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,26 +44,24 @@ def artifacts_dir() -> Path:
     return path
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free loopback port, on this event loop (the console must share the
-    gateway's loop); yields the base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+async def served(gateway: Gateway) -> AsyncIterator[tuple[str, FastAPI]]:
+    """The console served as `menwei run` serves it (ConsoleServer: uvicorn on this loop, the gateway's),
+    over plain HTTP on a free loopback port; yields the base URL and the app."""
+    server = ConsoleServer(gateway, ConsoleSection(address="127.0.0.1", port=free_port()))
+    listening = await server.start()
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises why it could not start
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        assert server.app is not None
+        yield listening.url.rstrip("/"), server.app
     finally:
-        server.should_exit = True
-        await task
+        await server.stop()
 
 
 @asynccontextmanager

@@ -29,7 +29,6 @@ from playwright.async_api import Browser, Page, expect
 
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
-from edge.console import ConsoleSettings, create_app
 from edge.console.accounts import Role
 from edge.decision import Reason
 from edge.demo_data import LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
@@ -41,9 +40,6 @@ from edge.passes.claims import PassClaims
 from edge.passes.issue import PassSigner
 from tests.edge.console.console_browser import chromium, new_page, served, shot
 from tests.edge.console.console_helpers import ADMIN_PASSWORD, GUARD_PASSWORD, demo_config, logged_setup_code
-
-# Plain HTTP on loopback, as `menwei run` serves the console without a certificate: cookies without Secure.
-SETTINGS = ConsoleSettings(secure_cookies=False, session_seconds=3600)
 
 
 @dataclass
@@ -107,10 +103,9 @@ async def live(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterato
         await gateway.replace_access_list(demo_access_list(1, now, "side-door", list(gateway.site.doors)))
         signer = PassSigner.generate()
         gateway.passes.apply_trust_list([signer.trusted_key()], 1)
-        app = create_app(gateway, SETTINGS)
-        code = logged_setup_code(caplog)
-        assert code is not None, "the console logs a one-time setup code while it has no admin"
-        async with served(app) as url:
+        async with served(gateway) as (url, app):
+            code = logged_setup_code(caplog)
+            assert code is not None, "the console logs a one-time setup code while it has no admin"
             yield Live(gateway, app, url, code, signer)
     finally:
         await gateway.stop()
