@@ -192,6 +192,8 @@ def _run(config_path: Path) -> int:
 
                 sync = CloudSync(gateway, config.mqtt, software_version=package_version())
                 await sync.start()
+                if metrics is not None:
+                    metrics.attach_sync(sync)  # connection state and sync lag
             else:
                 log.info("no [mqtt] section: running offline only")
             if config.homeassistant.enabled:  # MQTT discovery for the site's Home Assistant, off by default

@@ -23,7 +23,9 @@ and runs unchanged inside the worker process (drivers.face.worker).
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -82,12 +84,47 @@ class _Track:
     done: bool = False
 
 
+# Seconds per pipeline stage and face (detection: per frame). On a Pi-class CPU detection and embedding take
+# tens of milliseconds; liveness with a texture model as much again; a 1:N search at 100k under 10 ms.
+STAGE_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+FACE_STAGES = ("detection", "embedding", "match", "liveness")
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """A histogram of one stage's durations: counts per STAGE_BUCKETS bound (the last is +Inf) and their sum.
+    Plain ints and a bisect, like the gateway's decision stats: no lock, pickled with the heartbeat."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(STAGE_BUCKETS) + 1))
+    seconds: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(STAGE_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+    def plus(self, other: StageTimes) -> StageTimes:
+        return StageTimes(
+            [a + b for a, b in zip(self.buckets, other.buckets, strict=True)], self.seconds + other.seconds
+        )
+
+
 @dataclass(slots=True)
 class LoopStats:
     frames: int = 0
     skipped_still: int = 0
     detected: int = 0
     embedded: int = 0
+    stages: dict[str, StageTimes] = field(default_factory=lambda: {s: StageTimes() for s in FACE_STAGES})
+
+    def plus(self, other: LoopStats) -> LoopStats:
+        """Both added up: the totals of a reader across its worker's restarts."""
+        return LoopStats(
+            self.frames + other.frames,
+            self.skipped_still + other.skipped_still,
+            self.detected + other.detected,
+            self.embedded + other.embedded,
+            {s: self.stages[s].plus(other.stages[s]) for s in FACE_STAGES},
+        )
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -118,6 +155,9 @@ class FaceLoop:
         )
         self.margin = self.settings.margin if self.settings.margin is not None else thresholds.margin
         self.stats = LoopStats()
+        stages = self.stats.stages
+        self._detection, self._embedding = stages["detection"], stages["embedding"]
+        self._match, self._liveness = stages["match"], stages["liveness"]
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
         self._last_reported: dict[str, float] = {}
@@ -129,7 +169,10 @@ class FaceLoop:
         if not self._moved(frame) and not self._tracks:
             self.stats.skipped_still += 1
             return []
-        faces = [f for f in self.pipeline.detect(frame) if f.size >= self.settings.min_face_px]
+        started = time.perf_counter()
+        detected = self.pipeline.detect(frame)
+        self._detection.observe(time.perf_counter() - started)
+        faces = [f for f in detected if f.size >= self.settings.min_face_px]
         self.stats.detected += len(faces)
         out: list[Outcome] = []
         for face, track in self._associate(faces, now):
@@ -178,9 +221,12 @@ class FaceLoop:
             return None
         track.history.append(Observation(face, frame if self._keep_frames else None))
         self.stats.embedded += 1
-        found = self.gallery.search(
-            self.pipeline.embed_face(frame, face), threshold=self.threshold, margin=self.margin
-        )
+        started = time.perf_counter()
+        embedding = self.pipeline.embed_face(frame, face)
+        embedded = time.perf_counter()
+        found = self.gallery.search(embedding, threshold=self.threshold, margin=self.margin)
+        self._embedding.observe(embedded - started)
+        self._match.observe(time.perf_counter() - embedded)
         track.best_score = max(track.best_score, found.score)
         if found.matched:
             if found.face_id == track.streak_face:
@@ -193,7 +239,9 @@ class FaceLoop:
         if track.streak >= self.settings.agree_frames:
             assert track.streak_face is not None
             assert track.streak_person is not None
+            started = time.perf_counter()
             verdict = self.liveness.verdict(track.history)
+            self._liveness.observe(time.perf_counter() - started)
             if verdict.live:
                 track.done = True
                 last = self._last_reported.get(track.streak_person)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from drivers.face.loop import Outcome, OutcomeKind
+from drivers.face.loop import LoopStats, Outcome, OutcomeKind
 from drivers.face.snapshots import SnapshotStore
 from drivers.face.worker import Ended, Failed, Heartbeat, Ready, WorkerSettings, worker_main
 from drivers.reader import CredentialRead, Reader, ReaderCondition
@@ -64,6 +64,9 @@ class FaceCameraReader(Reader):
         self._process: Any = None
         self._conn: Connection | None = None
         self._reported_offline = False
+        # (totals of the workers that ended, the running worker's latest heartbeat): one tuple, replaced
+        # whole, so the metrics thread never sees a worker counted twice or not at all.
+        self._stats: tuple[LoopStats, LoopStats | None] = (LoopStats(), None)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -78,6 +81,12 @@ class FaceCameraReader(Reader):
 
     async def feedback(self, granted: bool, reason: str) -> None:
         log.debug("face reader %s: %s (%s)", self.id, "granted" if granted else "denied", reason)
+
+    def loop_stats(self) -> LoopStats:
+        """Frame counts and stage timings of this reader's workers so far (from their heartbeats); read by
+        the metrics endpoint from its own thread."""
+        done, live = self._stats
+        return done if live is None else done.plus(live)
 
     def reload(self) -> None:
         """Templates changed (enrolment, deletion): the worker rebuilds its gallery."""
@@ -123,6 +132,9 @@ class FaceCameraReader(Reader):
             return self._pump(process, parent)
         finally:
             self._conn = None
+            done, live = self._stats
+            if live is not None:
+                self._stats = (done.plus(live), None)
             if process.is_alive():
                 process.join(3.0)
             if process.is_alive():
@@ -166,7 +178,7 @@ class FaceCameraReader(Reader):
             log.warning("face reader %s: %s, %d templates", self.id, message.description, message.templates)
             loop.call_soon_threadsafe(self._set_online, True, "")
         elif isinstance(message, Heartbeat):
-            pass
+            self._stats = (self._stats[0], message.stats)
         elif isinstance(message, Outcome):
             if message.kind is OutcomeKind.RECOGNISED:
                 assert message.face_id is not None

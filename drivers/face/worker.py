@@ -136,6 +136,7 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
                 conn.send(Failed(f"camera: {err}"))
                 return
             if frame is None:
+                conn.send(Heartbeat(loop.stats))  # the last frames' figures, which no beat carried yet
                 conn.send(Ended(frames))
                 return
             now = tick - started if source.live else frames * period
