@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
 from cloud_sync.ha_discovery import (
     LOCK,
@@ -38,54 +35,18 @@ from cloud_sync.ha_discovery import (
     discovery_messages,
     state_messages,
 )
-from cloud_sync.link import Incoming, LinkSettings, MqttLink, TlsFiles
+from cloud_sync.link import Incoming, LinkSettings, MqttLink
+from cloud_sync.sync import BrokerKeys, broker_password, tls_files
 
 from edge.config import HomeAssistantSection
 from edge.errors import ConfigError
 from edge.events import AlarmEvent, CommandEvent, DoorStateEvent, Event, ModeEvent, RelayCommand
 from edge.gateway import Gateway
-from edge.secrets import CREDENTIALS_DIRECTORY, read_secret
 
 log = logging.getLogger(__name__)
 
 BY = "homeassistant"
 MAX_COMMAND = 64  # bytes; a lock command is a word
-
-
-class BrokerKeys(Protocol):
-    """The connection keys [homeassistant] shares with [mqtt]."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def password_credential(self) -> str | None: ...
-    @property
-    def tls_ca_file(self) -> Path | None: ...
-    @property
-    def tls_cert_file(self) -> Path | None: ...
-    @property
-    def tls_key_credential(self) -> str | None: ...
-
-
-def _tls(keys: BrokerKeys, where: str) -> TlsFiles | None:
-    if keys.tls_ca_file is None:
-        if keys.tls_cert_file is not None or keys.tls_key_credential is not None:
-            raise ConfigError(f"{where}: tls_cert_file / tls_key_credential need tls_ca_file")
-        return None
-    if (keys.tls_cert_file is None) != (keys.tls_key_credential is None):
-        raise ConfigError(f"{where}: mutual TLS needs both tls_cert_file and tls_key_credential")
-    key_file: Path | None = None
-    if keys.tls_key_credential is not None:
-        key_file = Path(os.environ.get(CREDENTIALS_DIRECTORY, ""), keys.tls_key_credential)
-        if not os.environ.get(CREDENTIALS_DIRECTORY) or not key_file.is_file():
-            raise ConfigError(
-                f"{where}: TLS key {keys.tls_key_credential!r} must be a file in ${CREDENTIALS_DIRECTORY}"
-            )
-    return TlsFiles(keys.tls_ca_file, keys.tls_cert_file, key_file)
 
 
 def link_settings(
@@ -102,13 +63,7 @@ def link_settings(
         if gateway.config.mqtt is None:
             raise ConfigError("homeassistant.use_cloud_broker: there is no [mqtt] section")
         keys, where = gateway.config.mqtt, "mqtt"
-    password: str | None = None
-    if keys.password_credential is not None:
-        if keys.username is None:
-            raise ConfigError(f"{where}: password_credential needs a username")
-        secret = read_secret(keys.password_credential)
-        assert secret is not None  # required: absent raises
-        password = secret.get_secret_value()
+    password = broker_password(keys, where)
     site, gw = gateway.config.site.id, gateway.config.gateway.id
     return LinkSettings(
         host=keys.host,
@@ -118,7 +73,7 @@ def link_settings(
         session_expiry=0,
         username=keys.username,
         password=password,
-        tls=_tls(keys, where),
+        tls=tls_files(keys, where),
         reconnect_min=reconnect_delay[0],
         reconnect_max=reconnect_delay[1],
         will_topic=topics.availability,

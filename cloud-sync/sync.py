@@ -78,28 +78,59 @@ def client_id(gateway: Gateway, mqtt: MqttSection) -> str:
     return mqtt.client_id or f"menwei-{gateway.config.site.id}-{gateway.config.gateway.id}"
 
 
-def tls_files(mqtt: MqttSection) -> TlsFiles | None:
-    """TLS from the config: the CA enables it; a client certificate with its key makes it mutual."""
-    if mqtt.tls_ca_file is None:
-        if mqtt.tls_cert_file is not None or mqtt.tls_key_credential is not None:
+class BrokerKeys(Protocol):
+    """How to reach a broker: the keys [mqtt] and [homeassistant] share."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password_credential(self) -> str | None: ...
+    @property
+    def tls_ca_file(self) -> Path | None: ...
+    @property
+    def tls_cert_file(self) -> Path | None: ...
+    @property
+    def tls_key_credential(self) -> str | None: ...
+
+
+def tls_files(keys: BrokerKeys, where: str = "mqtt") -> TlsFiles | None:
+    """TLS from the config: the CA enables it; a client certificate with its key makes it mutual. `where` names
+    the section in the errors."""
+    if keys.tls_ca_file is None:
+        if keys.tls_cert_file is not None or keys.tls_key_credential is not None:
             raise ConfigError(
-                "mqtt: tls_cert_file / tls_key_credential need tls_ca_file (TLS is off without it)"
+                f"{where}: tls_cert_file / tls_key_credential need tls_ca_file (TLS is off without it)"
             )
         return None
-    if (mqtt.tls_cert_file is None) != (mqtt.tls_key_credential is None):
-        raise ConfigError("mqtt: mutual TLS needs both tls_cert_file and tls_key_credential")
+    if (keys.tls_cert_file is None) != (keys.tls_key_credential is None):
+        raise ConfigError(f"{where}: mutual TLS needs both tls_cert_file and tls_key_credential")
     key_file: Path | None = None
-    if mqtt.tls_key_credential is not None:
+    if keys.tls_key_credential is not None:
         directory = os.environ.get(CREDENTIALS_DIRECTORY, "")
         if not directory:
             raise ConfigError(
-                f"mqtt: the TLS key {mqtt.tls_key_credential!r} must be a file in ${CREDENTIALS_DIRECTORY} "
+                f"{where}: the TLS key {keys.tls_key_credential!r} must be a file in ${CREDENTIALS_DIRECTORY} "
                 "(systemd LoadCredential=), which is not set"
             )
-        key_file = Path(directory, mqtt.tls_key_credential)
+        key_file = Path(directory, keys.tls_key_credential)
         if not key_file.is_file():
-            raise ConfigError(f"mqtt: TLS key {mqtt.tls_key_credential!r} is missing: no file {key_file}")
-    return TlsFiles(mqtt.tls_ca_file, mqtt.tls_cert_file, key_file)
+            raise ConfigError(f"{where}: TLS key {keys.tls_key_credential!r} is missing: no file {key_file}")
+    return TlsFiles(keys.tls_ca_file, keys.tls_cert_file, key_file)
+
+
+def broker_password(keys: BrokerKeys, where: str = "mqtt") -> str | None:
+    """The broker password from its credential (read now: a missing secret fails at start-up)."""
+    if keys.password_credential is None:
+        return None
+    if keys.username is None:
+        raise ConfigError(f"{where}: password_credential needs a username")
+    secret = read_secret(keys.password_credential)
+    assert secret is not None  # required=True: absent raises
+    return secret.get_secret_value()
 
 
 def link_settings(
@@ -111,13 +142,7 @@ def link_settings(
     reconnect_delay: tuple[float, float] = (1.0, 30.0),
 ) -> LinkSettings:
     """LinkSettings from the config; reads the password now, so a missing secret fails at start-up."""
-    password: str | None = None
-    if mqtt.password_credential is not None:
-        if mqtt.username is None:
-            raise ConfigError("mqtt: password_credential needs a username")
-        secret = read_secret(mqtt.password_credential)
-        assert secret is not None  # required=True: absent raises
-        password = secret.get_secret_value()
+    password = broker_password(mqtt)
     return LinkSettings(
         host=mqtt.host,
         port=mqtt.port,

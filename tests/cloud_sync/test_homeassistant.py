@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 import pytest
 from cloud_sync.ha_discovery import HaTopics
-from cloud_sync.homeassistant import HomeAssistantBridge
+from cloud_sync.homeassistant import HomeAssistantBridge, link_settings
 
 from drivers.reader import CredentialRead
 from drivers.sim.door_controller import SimulatedDoorController
@@ -410,6 +410,17 @@ async def test_use_cloud_broker_reaches_the_mqtt_broker(
     finally:
         await bridge.stop()
         await gateway.stop()
+
+
+def test_broker_mistakes_name_the_homeassistant_section(tmp_path: Path) -> None:
+    cfg = load_config(DEMO)
+    gateway = Gateway(cfg, build_devices(cfg))
+    with pytest.raises(ConfigError, match=r"^homeassistant: password_credential needs a username"):
+        link_settings(gateway, HomeAssistantSection(password_credential="ha-pw"), TOPICS)
+    with pytest.raises(ConfigError, match=r"^homeassistant: mutual TLS needs both"):
+        link_settings(
+            gateway, HomeAssistantSection(tls_ca_file=tmp_path / "ca.pem", tls_key_credential="k"), TOPICS
+        )
 
 
 def test_use_cloud_broker_needs_mqtt(tmp_path: Path) -> None:
