@@ -222,7 +222,7 @@ class HomeAssistantBridge:
         command = "open_door" if word == UNLOCK else "lock" if word == LOCK else "unknown"
         runner = self.gateway.runners.get(door_id)
         if runner is None:
-            self._refuse(command, door_id, "unknown_door", f"no door {door_id!r} on this gateway")
+            self._refuse(command, door_id[:64], "unknown_door", f"no door {door_id[:64]!r} on this gateway")
         elif msg.retain:
             # Not a person pressing a button now: whatever left it on the broker would replay it on every connect.
             self._refuse(
