@@ -29,9 +29,10 @@ from typing import Any
 from urllib.parse import quote
 
 from edge.config import GatewayConfig
+from edge.store.backup import backup_time, list_backups
+from edge.store.upkeep import backup_dir
 
 DB_NAME = "menwei.db"  # edge.gateway.DB_NAME, without importing the runtime
-BACKUP_DIR = "backups"
 SERVICE = "menwei"
 
 EXIT_HEALTHY = 0
@@ -41,7 +42,6 @@ EXIT_DEGRADED = 1
 # hour; 256 MiB is about a million events plus a backup on the SD card.
 OUTBOX_MAX_AGE = timedelta(hours=1)
 MIN_FREE_BYTES = 256 * 2**20
-BACKUP_MAX_AGE = timedelta(days=2)
 RECENT = timedelta(hours=1)
 RECENT_SCAN_LIMIT = 200_000  # rows read back from the end of the event log at most
 SCRAPE_TIMEOUT = 2.0
@@ -104,7 +104,7 @@ def gather(config: GatewayConfig, *, version: str, now: datetime | None = None) 
         except sqlite3.Error as err:
             report.database["error"] = str(err)
             report.problems.append(f"database unreadable: {err}")
-    _backups(report, data_dir / BACKUP_DIR, now)
+    _backups(report, config, now)
     if config.metrics is not None:
         _live(report, f"http://{_host(config.metrics.address)}:{config.metrics.port}/metrics", config)
     return report
@@ -261,23 +261,24 @@ def _recent(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
     }
 
 
-def _backups(report: Report, directory: Path, now: datetime) -> None:
-    found = sorted(
-        (p for p in directory.glob("*.db") if p.is_file()) if directory.is_dir() else (),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
+def _backups(report: Report, config: GatewayConfig, now: datetime) -> None:
+    """The scheduled backups (edge.store.upkeep): how many, the newest by the time in its name. Stale means
+    two intervals without a new one (a backup that keeps failing); none at all is reported, not degraded (a
+    new gateway takes its first one a minute after it starts)."""
+    directory = backup_dir(config)
+    found = list_backups(directory)
+    report.backups = {"directory": str(directory), "enabled": config.backup.enabled, "count": len(found)}
+    if not found:
+        return
+    newest = found[0]
+    taken = backup_time(newest)
+    assert taken is not None  # list_backups only lists names with a time
+    report.backups.update(
+        newest=newest.name, newest_at=taken.isoformat(timespec="seconds"), size_bytes=newest.stat().st_size
     )
-    report.backups = {"directory": str(directory), "count": len(found)}
-    if found:
-        newest = found[0]
-        taken = datetime.fromtimestamp(newest.stat().st_mtime, UTC)
-        report.backups.update(
-            newest=newest.name,
-            newest_at=taken.isoformat(timespec="seconds"),
-            size_bytes=newest.stat().st_size,
-        )
-        if now - taken > BACKUP_MAX_AGE:
-            report.problems.append(f"newest backup is {_ago((now - taken).total_seconds())} old")
+    stale = timedelta(hours=2 * config.backup.interval_hours)
+    if config.backup.enabled and now - taken > stale:
+        report.problems.append(f"newest backup is {_ago((now - taken).total_seconds())} old")
 
 
 def _live(report: Report, url: str, config: GatewayConfig) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from edge.gateway import Gateway
 from edge.model import CredentialKind, DoorMode
 from edge.ops.metrics import MetricsServer
 from edge.ops.status import EXIT_DEGRADED, EXIT_HEALTHY, gather, read_only
+from edge.store.backup import backup_name
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "config" / "demo.toml"
@@ -112,21 +112,25 @@ async def test_degraded_by_old_outbox_and_offline_device(running: tuple[Gateway,
 
 async def test_backups_are_listed_and_a_stale_one_degrades(running: tuple[Gateway, GatewayConfig]) -> None:
     _, cfg = running
-    backups = cfg.gateway.data_dir / "backups"
-    backups.mkdir()
-    old = backups / "menwei-20260101T000000Z.db"
-    new = backups / "menwei-20260102T000000Z.db"
+    backups = cfg.gateway.data_dir / "backups"  # [backup] dir default
+    backups.mkdir(exist_ok=True)
+    now = datetime.now(UTC)
+    old = backups / backup_name(now - timedelta(days=3))
+    new = backups / backup_name(now - timedelta(hours=1))
     for path in (old, new):
         with sqlite3.connect(path) as conn:
             conn.execute("CREATE TABLE t (x)")
-    three_days = (datetime.now(UTC) - timedelta(days=3)).timestamp()
-    os.utime(old, (three_days - 60, three_days - 60))
-    report = await asyncio.to_thread(gather, cfg, version="9.9")
+    (backups / (backup_name(now) + ".tmp")).write_bytes(b"half a backup")  # not counted
+    report = await asyncio.to_thread(gather, cfg, version="9.9", now=now)
     assert report.backups["count"] == 2 and report.backups["newest"] == new.name
     assert not any("backup" in p for p in report.problems)
-    os.utime(new, (three_days, three_days))
-    report = await asyncio.to_thread(gather, cfg, version="9.9")
-    assert any("newest backup" in p for p in report.problems)
+    # Two intervals (24 h by default) later without a new one: the backups are failing.
+    report = await asyncio.to_thread(gather, cfg, version="9.9", now=now + timedelta(hours=49))
+    assert any("newest backup" in p for p in report.problems), report.problems
+    # Backups switched off: nothing is expected.
+    off = cfg.model_copy(update={"backup": cfg.backup.model_copy(update={"enabled": False})})
+    report = await asyncio.to_thread(gather, off, version="9.9", now=now + timedelta(hours=49))
+    assert not any("backup" in p for p in report.problems)
 
 
 def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
