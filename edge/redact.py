@@ -32,8 +32,9 @@ _SENSITIVE_KEYS = (  # keys whose values are redacted, not a secret itself
     r"photo(?:_b64)?|embedding|template|name|person[_-]?name|label|username|user"
 )
 # key=value, key: value, "key": "value", 'key': 'value'. The value ends at a quote, comma, brace or space.
+# Not after a dot: "edge.console.auth: ..." is a logger name, not a key.
 _KEY_VALUE = re.compile(
-    rf"""(?P<key>["']?\b(?:{_SENSITIVE_KEYS})["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;}}\]\[{{]+)""",
+    rf"""(?P<key>(?<![\w.])["']?(?:\w*[_-])?(?:{_SENSITIVE_KEYS})["']?\s*[=:]\s*)(?P<value>"[^"]*"|'[^']*'|[^\s,;}}\]\[{{]+)""",
     re.IGNORECASE,
 )
 _INPUT_VALUE = re.compile(r"(input_value=)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)")
