@@ -129,8 +129,16 @@ def service_state(unit: str = SERVICE) -> str:
 
 @contextmanager
 def read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection that cannot write, checkpoint or block the running gateway's writer."""
-    conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=5)
+    """A read-only connection that cannot write, checkpoint or block the running gateway's writer.
+
+    With a live WAL (-wal and -shm beside the file: the gateway has it open, or crashed) it reads through
+    them. Without, it opens the file as immutable: a plain `mode=ro` would create -wal and -shm itself,
+    owned by whoever runs `menwei status` (root), and the menwei service could then not open its own
+    database."""
+    resolved = path.resolve()
+    live = Path(f"{resolved}-wal").exists() and Path(f"{resolved}-shm").exists()
+    uri = f"file:{quote(str(resolved))}?mode=ro" + ("" if live else "&immutable=1")
+    conn = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         conn.execute("PRAGMA query_only = 1")
         yield conn

@@ -133,13 +133,29 @@ async def test_backups_are_listed_and_a_stale_one_degrades(running: tuple[Gatewa
     assert not any("backup" in p for p in report.problems)
 
 
-def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
+def test_read_only_connection_cannot_write_and_leaves_no_files(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("CREATE TABLE t (x)")
-    with read_only(db) as conn, pytest.raises(sqlite3.OperationalError):
-        conn.execute("INSERT INTO t VALUES (1)")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()  # the last connection: the WAL is checkpointed and removed, as after a clean stop
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
+    with read_only(db) as ro:
+        assert ro.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        with pytest.raises(sqlite3.OperationalError):
+            ro.execute("INSERT INTO t VALUES (1)")
+    # No -wal / -shm created by the reader: run as root, they would lock the service out of its database.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
+
+    writer = sqlite3.connect(db)  # a running gateway: its uncommitted-to-the-main-file rows are seen
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("INSERT INTO t VALUES (1)")
+    writer.commit()
+    with read_only(db) as ro:
+        assert ro.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    writer.close()
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
