@@ -32,6 +32,7 @@ from edge.events import AlarmEvent, AlarmKind, DecisionEvent, Event, EventBus, M
 from edge.face.consent import FaceTemplateKeeper
 from edge.face.factors import CombinedFactors, FactorRule
 from edge.face.service import FaceEnrolment
+from edge.heap import release_free_memory
 from edge.model import AccessList, CredentialKind, DoorMode, Site
 from edge.passes.runtime import PassRuntime
 from edge.passes.token import is_token
@@ -121,10 +122,17 @@ class Gateway:
         # counting when a newer list replaces it.)
         gc.collect()
         gc.freeze()
+        await asyncio.to_thread(release_free_memory)  # what the load freed goes back to the OS (edge/heap.py)
         await self.passes.start(state.pass_uses, lambda: self._engine().acl, self._stopping)
         log.info("access list version %d loaded: %s", acl.version, acl.counts())
         self.events = EventLog(self.db_path, synchronous=self.config.store.synchronous)
         self._unsubscribe.append(self.bus.subscribe(Event, self._persist))
+        if self.recovery is not None:  # on the record (synced, shown), and a fresh list asked for
+            # The first event after the restore's seq jump: the audit accepts the gap because of it.
+            detail = self.recovery.describe()
+            log.error("store restored: %s", detail)
+            self.bus.publish(AlarmEvent(at=self.clock.now(), kind=AlarmKind.STORE_RESTORED, detail=detail))
+            self.snapshot_wanted = detail
         self._unsubscribe.append(self.bus.subscribe(DecisionEvent, self._feedback))
         for door in self.site.doors.values():
             self.runners[door.id] = DoorRunner(door, self.bus, self.clock)
@@ -156,11 +164,6 @@ class Gateway:
                 )
         if lockdown:
             self.bus.publish(ModeEvent(at=self.clock.now(), mode=DoorMode.LOCKDOWN, reason="restored"))
-        if self.recovery is not None:  # on the record (synced, shown), and a fresh list asked for
-            detail = self.recovery.describe()
-            log.error("store restored: %s", detail)
-            self.bus.publish(AlarmEvent(at=self.clock.now(), kind=AlarmKind.STORE_RESTORED, detail=detail))
-            self.snapshot_wanted = detail
         self.spawn(self._housekeeping())
         self.upkeep = DataUpkeep(
             self.config, self.db_path, self._stopping, start_delay=self.upkeep_start_delay

@@ -84,6 +84,7 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
     from edge.face.packs import load_pack
     from edge.face.pipeline import FacePipeline
     from edge.face.templates import TemplateStore
+    from edge.heap import release_free_memory
 
     try:  # the camera first: a missing one fails in milliseconds, without loading the models each retry
         source = open_source(settings.source)
@@ -107,6 +108,7 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
         return gallery
 
     gallery = build_gallery()
+    release_free_memory()  # the decrypted templates are gone: give their pages back (edge/heap.py)
     liveness: LivenessCheck = LandmarkMotion(min_motion=settings.min_motion)
     if settings.antispoof_dir is not None:
         try:
@@ -129,6 +131,7 @@ def _run(conn: Connection, settings: WorkerSettings) -> None:
                     return
                 if command == "reload":
                     loop.gallery = build_gallery()
+                    release_free_memory()
             tick = time.monotonic()
             try:
                 frame = source.read()
