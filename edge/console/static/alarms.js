@@ -50,13 +50,19 @@ export function renderAlarms() {
 function row(alarm) {
   return h(
     "li",
-    { class: "alarm", dataset: { alarm: alarm.id, kind: alarm.kind } },
+    { class: ["alarm", alarm.cleared && "alarm-cleared"], dataset: { alarm: alarm.id, kind: alarm.kind } },
     icon("alert", "icon alarm-icon"),
     h(
       "div",
       { class: "alarm-body" },
-      h("strong", { class: "alarm-kind" }, code("alarm", alarm.kind)),
-      h("span", { class: "alarm-where" }, [doorName(alarm.door_id), dateTime(alarm.at)].filter(Boolean).join(" · ")),
+      h(
+        "div",
+        { class: "alarm-title" },
+        h("strong", { class: "alarm-kind" }, code("alarm", alarm.kind)),
+        alarm.count > 1 ? h("span", { class: "tag tag-bad" }, `×${alarm.count}`) : null,
+        alarm.cleared ? h("span", { class: "tag" }, t("alarm.cleared")) : null,
+      ),
+      h("span", { class: "alarm-where" }, [doorName(alarm.door_id), alarm.device_id, dateTime(alarm.at)].filter(Boolean).join(" · ")),
       alarm.detail ? h("span", { class: "alarm-detail" }, alarm.detail) : null,
     ),
     h("button", { type: "button", class: "btn btn-ack", onclick: () => acknowledge(alarm) }, t("alarms.ack")),
@@ -68,7 +74,7 @@ async function acknowledge(alarm) {
     title: `${t("dlg.ack_title")}: ${code("alarm", alarm.kind)}`,
     text: [doorName(alarm.door_id), alarm.detail].filter(Boolean).join(" · "),
     label: t("dlg.note"),
-    required: true,
+    required: false,
   });
   emit("refocus");
   if (note === null) return;

@@ -174,6 +174,7 @@ function init() {
       renderTabs();
     });
   }
+  $("#feed-all").addEventListener("change", (ev) => $("#feed").classList.toggle("quiet", !ev.target.checked));
   $("#alarm-strip").addEventListener("click", () => $("#alarms-panel").scrollIntoView({ behavior: "smooth" }));
   get("/api/session")
     .then((session) => showMain(session))

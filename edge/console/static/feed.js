@@ -72,6 +72,7 @@ function connect() {
         return;
       }
       const seq = message.lastEventId ? Number(message.lastEventId) : (event.seq ?? null);
+      if (event.type === "walkin_registered" && event.pass) state.names.set(event.pass, event.label);
       add({ seq, event, live: true });
       if (event.snapshot && seq === null) refreshSeqs();
       emit("event", event);

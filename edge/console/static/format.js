@@ -27,7 +27,17 @@ export function dateTime(value) {
 }
 
 export function range(from, until) {
+  if (!parse(from) && !parse(until)) return "";
   return `${dateTime(from)} – ${dateTime(until)}`;
+}
+
+// With the date always: for a printed pass, read on another day.
+export function fullDateTime(value) {
+  const date = parse(value);
+  if (!date) return "—";
+  return date.toLocaleString(locale(), {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false,
+  });
 }
 
 export function duration(seconds) {

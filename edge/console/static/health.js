@@ -2,7 +2,7 @@
 // health panel; polled, since most of it changes without an event.
 import { optional } from "./api.js";
 import { $, clear, h, icon } from "./dom.js";
-import { t } from "./i18n.js";
+import { code, t } from "./i18n.js";
 import { dateTime, duration } from "./format.js";
 
 let health = null;
@@ -65,7 +65,7 @@ export function renderHealth() {
       "ul",
       { class: "devices" },
       devices.map((d) =>
-        h("li", { class: ["device", d.online ? "ok" : "bad"], dataset: { device: d.id } }, h("span", { class: "dot" }), h("span", { class: "device-id" }, d.id), h("span", { class: "muted" }, d.kind), h("span", { class: "device-state" }, d.online ? t("health.online") : t("health.offline"))),
+        h("li", { class: ["device", d.online ? "ok" : "bad"], dataset: { device: d.id } }, h("span", { class: "dot" }), h("span", { class: "device-id" }, d.id), h("span", { class: "muted" }, code("devkind", d.kind)), h("span", { class: "device-state" }, d.online ? t("health.online") : t("health.offline"))),
       ),
     ),
   );

@@ -57,7 +57,7 @@ function person(p) {
     "li",
     { class: "result", dataset: { person: p.id } },
     h("div", { class: "result-main" }, icon("user"), h("strong", {}, p.name), h("span", { class: "tag" }, code("kind", p.kind)), p.unit ? h("span", { class: "tag" }, p.unit) : null, p.face_enrolled ? h("span", { class: "tag tag-ok" }, t("lookup.face")) : null),
-    h("div", { class: "result-sub" }, [range(p.valid_from, p.valid_until), ...(p.credentials ?? []).map((c) => `${code("cred", c.type)} ${c.masked}`)].join(" · ")),
+    h("div", { class: "result-sub" }, [range(p.valid_from, p.valid_until), ...(p.credentials ?? []).map((c) => `${code("cred", c.type)} ${c.masked}`)].filter(Boolean).join(" · ")),
   );
 }
 

@@ -36,7 +36,8 @@ export function initPassCheck() {
 
 function wantsKeys(el) {
   if (!el || el === document.body) return false;
-  return el.matches("input, textarea, select, [contenteditable]");
+  // Text fields keep their keys; a ticked checkbox or a pressed button does not.
+  return el.matches('input:not([type="checkbox"], [type="radio"], [type="button"], [type="submit"]), textarea, select, [contenteditable]');
 }
 
 export function refocus() {
@@ -67,6 +68,7 @@ async function check(token, doorId = null) {
   }
   lastToken = token;
   lastResult = result;
+  if (result.pass) state.names.set(result.pass.id, result.pass.visitor);
   renderResult(result, doorId);
 }
 
@@ -95,11 +97,12 @@ function renderResult(result, admittedAt) {
       )
     : null;
   let admitted = null;
+  const admittedOk = Boolean(result.admitted ?? valid);
   if (admittedAt) {
     admitted = h(
       "p",
-      { class: ["pass-admitted", valid ? "ok" : "bad"] },
-      valid ? t("pass.admitted", { door: doorName(admittedAt) }) : t("pass.admit_refused", { reason }),
+      { class: ["pass-admitted", admittedOk ? "ok" : "bad"] },
+      admittedOk ? t("pass.admitted", { door: doorName(admittedAt) }) : t("pass.admit_refused", { reason }),
     );
   }
   const doors = valid && !admittedAt ? admitDoors(p) : [];

@@ -4,7 +4,7 @@ import { ApiError, post } from "./api.js";
 import { toast } from "./dialog.js";
 import { $, clear, h, icon } from "./dom.js";
 import { t } from "./i18n.js";
-import { range } from "./format.js";
+import { fullDateTime } from "./format.js";
 import { doorName, emit, errorText, state } from "./state.js";
 
 let issued = null;
@@ -51,6 +51,7 @@ async function submit(ev) {
   error.textContent = "";
   try {
     issued = { ...(await post("/api/visitors", body)), visitor: body.visitor, host_unit: body.host_unit };
+    state.names.set(issued.pass_id, issued.visitor);
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 409)) {
       error.textContent = err.status === 404 ? t("panel.unavailable") : `${t("visitor.not_configured")}: ${err.detail}`;
@@ -78,7 +79,7 @@ function passCard(p) {
         { class: "pass-facts" },
         h("div", { class: "fact pass-visitor" }, h("dt", {}, t("pass.visitor")), h("dd", {}, p.visitor)),
         h("div", { class: "fact" }, h("dt", {}, t("pass.host")), h("dd", {}, p.host_unit)),
-        h("div", { class: "fact" }, h("dt", {}, t("pass.validity")), h("dd", {}, range(p.valid_from, p.valid_until))),
+        h("div", { class: "fact" }, h("dt", {}, t("pass.validity")), h("dd", {}, `${fullDateTime(p.valid_from)} – ${fullDateTime(p.valid_until)}`)),
         h("div", { class: "fact" }, h("dt", {}, t("pass.doors")), h("dd", {}, (p.doors ?? []).map(doorName).join("、"))),
         h("div", { class: "fact" }, h("dt", {}, t("visitor.uses")), h("dd", {}, String(p.uses ?? "—"))),
         h("div", { class: "fact" }, h("dt", {}, t("pass.id")), h("dd", {}, p.pass_id)),
