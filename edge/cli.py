@@ -145,6 +145,10 @@ def _audit(config_path: Path | None, db: Path | None) -> int:
     report = verify_chain(db)
     if report.ok:
         print(f"{db}: hash chain ok, {report.checked} events verified")
+        for first, last in report.gaps:  # left by the boot check's restore (edge/store/recovery.py)
+            print(
+                f"  seqs {first}..{last} are not on this gateway: lost with a database restored from backup"
+            )
         return 0
     print(f"{db}: hash chain BROKEN at event seq {report.first_broken_seq}: {report.detail}")
     return EXIT_AUDIT
@@ -192,6 +196,8 @@ def _run(config_path: Path) -> int:
 
                 sync = CloudSync(gateway, config.mqtt, software_version=package_version())
                 await sync.start()
+                if console is not None:
+                    console.attach_cloud(sync)
                 if metrics is not None:
                     metrics.attach_sync(sync)  # connection state and sync lag
             else:

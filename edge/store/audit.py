@@ -13,6 +13,12 @@ prev_hash = 64 "0"s):
 - the payload is JSON and the at / type / door columns match it;
 - no events are missing after the last row (sqlite_sequence's high-water mark equals the last seq).
 
+One gap is legitimate: after the boot check restored a damaged database (edge/store/recovery.py), numbering
+resumes past every seq the lost file may have used, and the first event after the jump is the store_restored
+alarm, chained onto the last event before it. A gap is accepted when, and only when, the row after it is such
+an alarm whose prev_hash links to the row before it; it is listed in `gaps`. Forging that row means rewriting
+every hash after it, which the hashes already sent upstream expose.
+
 `first_broken_seq` is the lowest seq at which the log differs from an intact chain: the edited row, or the
 first missing seq of a deletion.
 """
@@ -40,6 +46,7 @@ class AuditReport:
     first_broken_seq: int | None
     detail: str
     anchor_seq: int = 0  # the chain was checked from this seq (0: from genesis)
+    gaps: tuple[tuple[int, int], ...] = ()  # (first, last) missing seqs left by database restores
 
     def raise_if_broken(self) -> None:
         if not self.ok:
@@ -92,8 +99,10 @@ def _verify(conn: sqlite3.Connection) -> AuditReport:
     ).fetchone()
     anchor_seq, prev = (0, GENESIS_HASH) if anchor is None else (anchor[0], anchor[1])
 
+    gaps: list[tuple[int, int]] = []
+
     def broken(seq: int, detail: str, checked: int) -> AuditReport:
-        return AuditReport(False, checked, seq, f"seq {seq}: {detail}", anchor_seq)
+        return AuditReport(False, checked, seq, f"seq {seq}: {detail}", anchor_seq, tuple(gaps))
 
     stale = conn.execute("SELECT min(seq) FROM events WHERE seq <= ?", (anchor_seq,)).fetchone()[0]
     if stale is not None:
@@ -106,6 +115,9 @@ def _verify(conn: sqlite3.Connection) -> AuditReport:
         (anchor_seq,),
     )
     for seq, event_id, at, kind, door, payload, prev_hash, digest in rows:
+        if seq > expected and prev_hash == prev and _is_restore_alarm(payload):
+            gaps.append((expected, seq - 1))
+            expected = seq
         if seq != expected:
             missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
             return broken(
@@ -131,8 +143,24 @@ def _verify(conn: sqlite3.Connection) -> AuditReport:
             checked,
         )
     origin = "genesis" if anchor is None else f"prune anchor at seq {anchor_seq}"
+    restored = "".join(f"; seqs {a}..{b} lost with a restored database" for a, b in gaps)
     return AuditReport(
-        True, checked, None, f"{checked} events verified from {origin} to seq {last}", anchor_seq
+        True,
+        checked,
+        None,
+        f"{checked} events verified from {origin} to seq {last}{restored}",
+        anchor_seq,
+        tuple(gaps),
+    )
+
+
+def _is_restore_alarm(payload: str) -> bool:
+    try:
+        record = json.loads(payload)
+    except ValueError:
+        return False
+    return (
+        isinstance(record, dict) and record.get("type") == "alarm" and record.get("alarm") == "store_restored"
     )
 
 

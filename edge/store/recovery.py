@@ -10,8 +10,9 @@ What `boot_check` does, in order:
    gateway starts on a fresh, empty store: an empty access list denies everyone and the doors stay locked.
 5. Keep seq numbers unique: the cloud de-duplicates events by (gateway, seq), so seqs written after the
    backup must never be handed out again. The event counter is moved past the salvaged seq, or, when the
-   damaged file gave nothing, `SEQ_JUMP` past the backup's last seq. The seqs skipped show up as a gap
-   (in the cloud's gap report and in `menwei audit verify`), which the store-restored alarm names.
+   damaged file gave nothing, `SEQ_JUMP` past the backup's last seq. The seqs skipped show up as a gap in
+   the cloud's gap report; the store_restored alarm names them and, as the first event after the jump,
+   chained onto the last one before it, lets `menwei audit verify` accept exactly that gap (edge.store.audit).
 
 The caller (the gateway) then logs an error, records a store_restored alarm event (so it is synced and shown)
 and asks the cloud for a fresh snapshot at the next connect (reason "restored"). Door modes and a site lockdown

@@ -12,8 +12,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from drivers.reader import CredentialRead
 from drivers.sim.door_controller import SimulatedDoorController
+from edge.cli import main as cli_main
 from edge.config import GatewayConfig, load_config
 from edge.decision import Reason
 from edge.demo_data import ZHANG_CARD, demo_access_list
@@ -21,6 +24,7 @@ from edge.devices import build_devices
 from edge.events import AlarmKind
 from edge.gateway import Gateway
 from edge.model import CredentialKind, DoorMode
+from edge.store.audit import verify_chain
 from edge.store.backup import list_backups
 from edge.store.recovery import SEQ_JUMP, boot_check
 from edge.store.upkeep import backup_dir
@@ -117,9 +121,21 @@ async def test_a_corrupt_database_is_kept_aside_and_the_newest_good_backup_resto
     assert seq > last_seq  # ... and their seqs written after the backup (and sent, maybe) are never reused
     assert recovery.describe() == alarm["detail"]
     assert str(recovery.moved_to) in str(alarm["detail"])
+    # `menwei audit verify` accepts the restore's gap (the alarm is chained onto the backup's last event) and
+    # names it; any other missing event still breaks the chain.
+    report = verify_chain(db)
+    assert report.ok, report.detail
+    assert report.gaps == ((recovery.last_backup_seq + 1, seq - 1),)
+    assert f"seqs {recovery.last_backup_seq + 1}..{seq - 1} lost" in report.detail
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM events WHERE seq = ?", (recovery.last_backup_seq,))
+    broken = verify_chain(db)
+    assert not broken.ok and broken.first_broken_seq == recovery.last_backup_seq
 
 
-async def test_without_a_backup_the_gateway_starts_empty_and_denies_everyone(tmp_path: Path) -> None:
+async def test_without_a_backup_the_gateway_starts_empty_and_denies_everyone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "data"
     await _seeded_gateway(data_dir)
     cfg = demo_config(data_dir)
@@ -151,6 +167,12 @@ async def test_without_a_backup_the_gateway_starts_empty_and_denies_everyone(tmp
         await gw.stop()
     alarm_seqs = [s for s, e in events if e.get("alarm") == AlarmKind.STORE_RESTORED.value]
     assert alarm_seqs == [SEQ_JUMP + 1]  # nothing salvageable: numbering jumps far past anything used
+    report = verify_chain(db)
+    assert report.ok and report.gaps == ((1, SEQ_JUMP),), report.detail
+    capsys.readouterr()
+    assert cli_main(["audit", "verify", "--db", str(db)]) == 0
+    printed = capsys.readouterr().out
+    assert "hash chain ok" in printed and f"seqs 1..{SEQ_JUMP} are not on this gateway" in printed
 
 
 def test_a_sound_database_is_left_alone(tmp_path: Path) -> None:
