@@ -4,7 +4,7 @@ import { ApiError, optional, post } from "./api.js";
 import { ask, toast } from "./dialog.js";
 import { $, clear, h, icon } from "./dom.js";
 import { code, t } from "./i18n.js";
-import { dateTime } from "./format.js";
+import { dateTime, withoutSnapshot } from "./format.js";
 import { doorName, emit, errorText } from "./state.js";
 
 let alarms = [];
@@ -63,7 +63,7 @@ function row(alarm) {
         alarm.cleared ? h("span", { class: "tag" }, t("alarm.cleared")) : null,
       ),
       h("span", { class: "alarm-where" }, [doorName(alarm.door_id), alarm.device_id, dateTime(alarm.at)].filter(Boolean).join(" · ")),
-      alarm.detail ? h("span", { class: "alarm-detail" }, alarm.detail) : null,
+      withoutSnapshot(alarm.detail) ? h("span", { class: "alarm-detail" }, withoutSnapshot(alarm.detail)) : null,
     ),
     h("button", { type: "button", class: "btn btn-ack", onclick: () => acknowledge(alarm) }, t("alarms.ack")),
   );
@@ -72,7 +72,7 @@ function row(alarm) {
 async function acknowledge(alarm) {
   const note = await ask({
     title: `${t("dlg.ack_title")}: ${code("alarm", alarm.kind)}`,
-    text: [doorName(alarm.door_id), alarm.detail].filter(Boolean).join(" · "),
+    text: [doorName(alarm.door_id), withoutSnapshot(alarm.detail)].filter(Boolean).join(" · "),
     label: t("dlg.note"),
     required: false,
   });

@@ -5,7 +5,7 @@
 import { get } from "./api.js";
 import { $, clear, debounce, h } from "./dom.js";
 import { code, t } from "./i18n.js";
-import { clock } from "./format.js";
+import { clock, withoutSnapshot } from "./format.js";
 import { doorName, emit, state } from "./state.js";
 
 const MAX_ROWS = 200;
@@ -40,11 +40,20 @@ export function stopFeed() {
 async function reload() {
   const since = records.filter((r) => r.live);
   const stored = await get("/api/events?limit=50");
-  const seen = new Set(stored.map((r) => JSON.stringify(r.event)));
-  const fresh = since.filter((r) => !seen.has(JSON.stringify(r.event)));
+  const seen = new Set(stored.map((r) => canonical(r.event)));
+  const fresh = since.filter((r) => !seen.has(canonical(r.event)));
   records = [...fresh, ...stored].sort((a, b) => Date.parse(b.event.at) - Date.parse(a.event.at));
   if (records.length > MAX_ROWS) records.length = MAX_ROWS;
   render();
+}
+
+// One spelling per record whatever its key order (the log stores sorted keys, the stream does not).
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
 }
 
 // Live events carry no sequence number; a face snapshot needs one for its thumbnail URL, so the stored
@@ -148,7 +157,7 @@ function describe(ev) {
         tone: ev.active === false ? "info" : "alarm",
         badge: t("event.alarm"),
         who: code("alarm", ev.alarm),
-        text: [ev.active === false ? t("alarm.cleared") : "", ev.device ?? "", ev.detail ?? ""].filter(Boolean).join(" · "),
+        text: [ev.active === false ? t("alarm.cleared") : "", ev.device ?? "", withoutSnapshot(ev.detail)].filter(Boolean).join(" · "),
       };
     case "door_state":
       return {

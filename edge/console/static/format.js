@@ -48,3 +48,8 @@ export function duration(seconds) {
   if (s < 86400) return t("dur.h", { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) });
   return t("dur.d", { d: Math.floor(s / 86400), h: Math.floor((s % 86400) / 3600) });
 }
+
+// An alarm's detail without the snapshot's file name (the page shows the picture itself).
+export function withoutSnapshot(detail) {
+  return (detail ?? "").replace(/;?\s*snapshot \S+ kept on the gateway/, "").trim();
+}
