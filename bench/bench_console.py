@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import multiprocessing
 import os
@@ -77,6 +78,15 @@ class Phase:
 
     def __init__(self) -> None:
         self.name = "warmup"
+        self.changes: list[tuple[float, str]] = [(0.0, self.name)]  # (monotonic, name)
+
+    def set(self, name: str) -> None:
+        self.name = name
+        self.changes.append((time.monotonic(), name))
+
+    def at(self, mono: float) -> str:
+        """The phase at a moment (CLOCK_MONOTONIC is the same in every process of the machine)."""
+        return self.changes[bisect.bisect_right(self.changes, mono, key=lambda change: change[0]) - 1][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,24 @@ def create_accounts(db_path: Path) -> None:
     store = AccountStore(db_path)
     store.create(ADMIN, PASSWORD, Role.ADMIN)  # an admin exists, so no setup code is logged
     store.create(GUARD, PASSWORD, Role.GUARD)
+
+
+# --- the bystander: how much the machine itself delays a process ------------------------------------------
+
+
+def noise_probe(conn: Connection, period: float = 0.02) -> None:
+    """Sleep `period` over and over until told to stop; send back (due, oversleep) pairs. A process that does
+    nothing: its lateness is the OS scheduler's, the same for the gateway's threads on this shared machine."""
+    samples: list[tuple[float, float]] = []
+    due = time.monotonic()
+    while not conn.poll():
+        due += period
+        time.sleep(max(0.0, due - time.monotonic()))
+        now = time.monotonic()
+        samples.append((due, now - due))
+        due = max(due, now - period)  # after a long stall, no burst
+    conn.send(samples)
+    conn.close()
 
 
 # --- the load generator (second process) --------------------------------------------------------------------
@@ -266,6 +294,7 @@ async def generate_load(plan: LoadPlan, conn: Connection) -> dict[str, Any]:
 class Results:
     decision: dict[str, list[float]]  # condition -> read -> relay
     on_loop: dict[str, list[float]]  # condition -> present -> relay
+    oversleep: dict[str, list[float]]  # condition -> how late the bystander process woke up
     window_p99: dict[str, list[float]]  # condition -> p99 of read -> relay in each window
     unmatched: int  # reads without a relay pulse, or the other way round
     load: dict[str, Any]  # what the load process measured
@@ -314,11 +343,15 @@ async def run(args: argparse.Namespace) -> Results:
             cards = [str(CARD_BASE + rng.randrange(2 * args.people)) for _ in range(10_000)]
             feeder = CardFeeder(asyncio.get_running_loop(), reader, cards, args.rate, phase)
             feeder.start()
+            ctx = multiprocessing.get_context("spawn")
+            probe_conn, probe_end = ctx.Pipe()
+            probe = ctx.Process(target=noise_probe, args=(probe_end,), name="noise-probe")
+            probe.start()
+            probe_end.close()
             await asyncio.sleep(1.0)  # warm-up, not measured
 
-            phase.name = "login"
+            phase.set("login")
             plan = LoadPlan(port, args.clients, args.streams, args.seconds, args.windows, args.think, paths)
-            ctx = multiprocessing.get_context("spawn")
             ours, theirs = ctx.Pipe()
             process = ctx.Process(target=load_process, args=(plan, theirs), name="console-load")
             process.start()
@@ -331,9 +364,9 @@ async def run(args: argparse.Namespace) -> Results:
                     if phase.name.startswith("load:"):
                         cpu, wall = cpu + time.process_time(), wall + time.monotonic()
                     if kind == "off":
-                        phase.name = f"baseline:{payload}"
+                        phase.set(f"baseline:{payload}")
                     elif kind == "on":
-                        phase.name = f"load:{payload}"
+                        phase.set(f"load:{payload}")
                         cpu, wall = cpu - time.process_time(), wall - time.monotonic()
                     elif kind == "result":
                         load = payload
@@ -342,9 +375,14 @@ async def run(args: argparse.Namespace) -> Results:
                     else:
                         raise RuntimeError(f"the load process failed: {payload}")
             finally:
-                phase.name = "done"
+                phase.set("done")
                 await asyncio.to_thread(process.join, 30)
             await feeder.stop()
+            probe_conn.send("stop")
+            oversleep: dict[str, list[float]] = defaultdict(list)
+            for due, late in await asyncio.to_thread(probe_conn.recv):
+                oversleep[phase.at(due)].append(late)
+            await asyncio.to_thread(probe.join, 10)
 
             server.should_exit = True
             await serving
@@ -360,6 +398,7 @@ async def run(args: argparse.Namespace) -> Results:
     return Results(
         decision={c: merged(by_window, c) for c in CONDITIONS},
         on_loop={c: merged(on_loop, c) for c in CONDITIONS},
+        oversleep={c: merged(oversleep, c) for c in CONDITIONS},
         window_p99={c: [pct(by_window[f"{c}:{k}"], 0.99) for k in range(args.windows)] for c in CONDITIONS},
         unmatched=abs(len(pulses) - len(feeder.reads)),
         load=load,
@@ -394,6 +433,12 @@ def report(args: argparse.Namespace, res: Results) -> None:
         s = res.on_loop[key]
         print(
             f"  {'of which on the loop (present -> relay), ' + key:50s} {len(s):6d} "
+            f"{pct(s, 0.5) * ms:8.3f} {pct(s, 0.99) * ms:8.3f} {max(s, default=float('nan')) * ms:8.3f}"
+        )
+    for key in CONDITIONS:
+        s = res.oversleep[key]
+        print(
+            f"  {'bystander process, wake-up lateness, ' + key:50s} {len(s):6d} "
             f"{pct(s, 0.5) * ms:8.3f} {pct(s, 0.99) * ms:8.3f} {max(s, default=float('nan')) * ms:8.3f}"
         )
     for key in CONDITIONS:
