@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Depends, HTTPException, Request, Response, status
@@ -18,8 +19,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from edge.console.accounts import USERNAME, Account, AccountExistsError, AccountStore, Role
+from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Session, Sessions, SetupCode
 from edge.console.settings import ConsoleSettings
+from edge.console.snapshots import snapshot_name, snapshot_path, with_snapshot
 from edge.console.stream import sse_events
 from edge.events import ConsoleEvent
 from edge.gateway import Gateway
@@ -40,6 +43,15 @@ class Console:
     setup: SetupCode
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops: streams end
+    alarms: AlarmStore | None = None
+    alarm_recorder: AlarmRecorder | None = None
+    started_at: datetime | None = None
+    started_mono: float = 0.0
+    # The cloud link, once `menwei run` has started it (anything with a `connected` property), and when the
+    # cloud last changed the access list or sent a command.
+    cloud: Any = None
+    last_downlink_at: datetime | None = None
+    caches: dict[str, object] = field(default_factory=dict)  # per-console look-up indexes (api_people)
 
     def audit(self, action: str, by: str, ok: bool, detail: str = "", door_id: str | None = None) -> None:
         self.gateway.bus.publish(
@@ -265,6 +277,7 @@ async def open_door(door_id: str, body: OpenBody, session: SessionDep, console: 
     """Release a door for its unlock time (guard or admin); the reason goes into the audit trail."""
     by = f"console:{session.account.username}"
     if door_id not in console.gateway.runners:
+        console.audit("open_door", session.account.username, False, f"no door {door_id!r}")
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no door {door_id!r}")
     if not console.gateway.open_door(door_id, by=by, reason=body.reason):
         console.audit("open_door", session.account.username, False, "door in lockdown", door_id)
@@ -303,7 +316,36 @@ def _recent(gw: Gateway, limit: int) -> list[dict[str, Any]]:
         ).fetchall()
     finally:
         db.close()
-    return [{"seq": seq, "event": json.loads(payload)} for seq, payload in rows]
+    return [{"seq": seq, "event": with_snapshot(json.loads(payload))} for seq, payload in rows]
+
+
+@router.get(
+    "/events/{seq}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The face snapshot (JPEG)."}},
+)
+async def thumbnail(seq: int, session: SessionDep, console: ConsoleDep) -> Response:
+    """The face snapshot an event refers to (an unknown face or a spoof attempt); 404 if it has none or the
+    picture has been deleted by retention. Logged-in staff only; never cached by the browser."""
+    picture = await asyncio.to_thread(_snapshot_of, console.gateway, seq)
+    if picture is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no face snapshot for event {seq}")
+    console.audit("view_snapshot", session.account.username, True, f"event {seq}")
+    return Response(picture, media_type="image/jpeg")
+
+
+def _snapshot_of(gw: Gateway, seq: int) -> bytes | None:
+    db = open_db(gw.db_path, synchronous=gw.config.store.synchronous)
+    try:
+        row = db.conn.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()
+    finally:
+        db.close()
+    name = snapshot_name(json.loads(row[0])) if row else None
+    path = snapshot_path(gw.config.gateway.data_dir, name) if name else None
+    try:
+        return path.read_bytes() if path is not None else None
+    except FileNotFoundError:
+        return None
 
 
 @router.get("/events/stream", response_class=StreamingResponse)

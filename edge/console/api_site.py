@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
@@ -9,7 +13,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from edge.console.api import ConsoleDep, SessionDep
+from edge.errors import StoreError
+from edge.gateway import Gateway
 from edge.model import DoorMode
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 
@@ -53,3 +61,80 @@ async def site(_: SessionDep, console: ConsoleDep) -> SiteOut:
         mode=mode,
         lockdown=lockdown,
     )
+
+
+class SyncOut(BaseModel):
+    configured: bool = Field(description="An [mqtt] cloud link is configured.")
+    connected: bool | None = Field(description="The link is up (None: not known to the console).")
+    outbox_depth: int = Field(description="Events stored but not yet acknowledged by the cloud.")
+    oldest_unsent_age_s: float | None
+    last_downlink_at: datetime | None = Field(
+        description="When the cloud last changed the access list or sent a command (since the console started)."
+    )
+
+
+class DeviceOut(BaseModel):
+    id: str
+    kind: Literal["controller", "reader"]
+    online: bool
+
+
+class HealthOut(BaseModel):
+    gateway_id: str
+    version: str
+    started_at: datetime | None
+    uptime_s: float
+    access_list_version: int
+    people: int
+    sync: SyncOut
+    devices: list[DeviceOut]
+    clock_trusted: bool | None = Field(
+        description="Visitor passes can be checked: the gateway trusts its clock (None: not known)."
+    )
+    clock_detail: str | None = Field(description="Why the clock is not trusted, if it is not.")
+
+
+@router.get("/health")
+async def health(_: SessionDep, console: ConsoleDep) -> HealthOut:
+    """Sync with the cloud, devices and clock, for the booth's status bar."""
+    gw = console.gateway
+    engine = gw.engine
+    depth, oldest = await asyncio.to_thread(_outbox, gw)
+    now, mono = gw.clock.now(), gw.clock.monotonic()
+    cloud = console.cloud
+    devices = [
+        DeviceOut(id=cid, kind="controller", online=bool(c.online))
+        for cid, c in gw.devices.controllers.items()
+    ] + [DeviceOut(id=rid, kind="reader", online=bool(r.online)) for rid, r in gw.devices.readers.items()]
+    distrust = gw.passes.clock_guard.distrust(now, mono)
+    return HealthOut(
+        gateway_id=gw.config.gateway.id,
+        version=software_version(),
+        started_at=console.started_at,
+        uptime_s=round(mono - console.started_mono, 3),
+        access_list_version=engine.acl.version if engine is not None else 0,
+        people=len(engine.acl.people) if engine is not None else 0,
+        sync=SyncOut(
+            configured=gw.config.mqtt is not None,
+            connected=bool(cloud.connected) if cloud is not None else None,
+            outbox_depth=depth,
+            oldest_unsent_age_s=None
+            if oldest is None
+            else round(max(0.0, (now - oldest).total_seconds()), 3),
+            last_downlink_at=console.last_downlink_at,
+        ),
+        devices=devices,
+        clock_trusted=distrust is None,
+        clock_detail=distrust,
+    )
+
+
+def _outbox(gw: Gateway) -> tuple[int, datetime | None]:
+    events = gw.events
+    if events is None or events.closed:
+        return 0, None
+    try:
+        return events.depth(), events.oldest_pending_at()
+    except (StoreError, sqlite3.Error):  # closing under us: the figures are not worth an error page
+        log.debug("outbox figures unavailable", exc_info=True)
+        return 0, None

@@ -12,12 +12,14 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.staticfiles import StaticFiles
 
-from edge.console import api, api_site
+from edge.console import api, api_alarms, api_passes, api_people, api_site
 from edge.console.accounts import AccountStore
+from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.api import Console
 from edge.console.auth import LoginThrottle, Sessions, SetupCode
 from edge.console.headers import SecurityHeaders
 from edge.console.settings import ConsoleSettings
+from edge.events import AccessListEvent, CommandEvent, Event
 from edge.gateway import Gateway
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,6 +36,7 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         summary="Doors, live events and operator actions on one gateway; works without the cloud.",
         version="0.1.0",
     )
+    alarms = AlarmStore(gateway.db_path, gateway.config.store.synchronous)
     app.state.console = Console(
         gateway=gateway,
         settings=settings,
@@ -42,8 +45,19 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         throttle=LoginThrottle(gateway.clock, settings, settings.max_failures),
         client_throttle=LoginThrottle(gateway.clock, settings, settings.max_client_failures),
         setup=setup,
+        alarms=alarms,
+        alarm_recorder=AlarmRecorder(alarms, gateway.bus),
+        started_at=gateway.clock.now(),
+        started_mono=gateway.clock.monotonic(),
     )
-    for module in (api, api_site):
+    console: Console = app.state.console
+
+    def downlink(event: Event) -> None:  # the cloud changed the access list or sent a command
+        console.last_downlink_at = event.at
+
+    gateway.bus.subscribe(AccessListEvent, downlink)
+    gateway.bus.subscribe(CommandEvent, downlink)
+    for module in (api, api_alarms, api_passes, api_people, api_site):
         app.include_router(module.router)
 
     @app.api_route(

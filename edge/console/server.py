@@ -163,10 +163,18 @@ class ConsoleServer:
         log.info("guard console at %s", self.listening.url)
         return self.listening
 
+    def attach_cloud(self, cloud: object) -> None:
+        """The cloud link once it runs (anything with a `connected` property), for GET /api/health."""
+        if self.app is not None:
+            self.app.state.console.cloud = cloud
+
     async def stop(self) -> None:
         """End the live event streams, then the server (open requests get GRACEFUL_SECONDS). Safe to call twice."""
         if self.app is not None:
-            self.app.state.console.closing.set()
+            console = self.app.state.console
+            console.closing.set()
+            if console.alarm_recorder is not None:
+                await console.alarm_recorder.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:

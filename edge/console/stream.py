@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from edge.console.snapshots import with_snapshot
 from edge.events import Event, EventBus
 
 KEEPALIVE_SECONDS = 15.0
@@ -25,8 +26,10 @@ FIRST_FRAME = f"retry: {RETRY_MS}\n\n"
 
 
 def sse_frame(event: Event) -> str:
-    """One event as an SSE message: its type as the event name, its stored record as the data."""
-    return f"event: {event.type}\ndata: {json.dumps(event.to_record(), separators=(',', ':'))}\n\n"
+    """One event as an SSE message: its type as the event name, its stored record as the data (with the
+    name of a face snapshot it refers to, edge.console.snapshots)."""
+    record = with_snapshot(event.to_record())
+    return f"event: {event.type}\ndata: {json.dumps(record, separators=(',', ':'))}\n\n"
 
 
 async def sse_events(
