@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import ipaddress
 import logging
 import os
@@ -29,11 +30,12 @@ from pydantic import ValidationError
 from drivers.sim.reader import SimulatedReader
 from edge.config import ConsoleSection
 from edge.console.server import ConsoleServer, settings_from
+from edge.demo import run_demo
 from edge.demo_data import ZHANG_CARD
 from edge.errors import ConfigError
 from edge.gateway import Gateway
 from edge.model import CredentialKind
-from tests.edge.console.console_helpers import ADMIN_PASSWORD, ROOT, logged_setup_code
+from tests.edge.console.console_helpers import ADMIN_PASSWORD, ROOT, demo_config, logged_setup_code
 
 LOOPBACK = ConsoleSection(address="127.0.0.1")
 
@@ -356,3 +358,38 @@ def test_menwei_run_fails_clearly_on_a_taken_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 2, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+# --- menwei demo --------------------------------------------------------------------------------------------
+
+
+async def test_the_demo_serves_the_console_on_loopback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edge.console.auth")
+    port = free_port()
+    out = io.StringIO()
+    config = demo_config(tmp_path)  # no [mqtt]: the offline demo
+    demo = asyncio.ensure_future(run_demo(config, seconds=6, out=out, pace=0.2, console_port=port))
+    try:
+        page: httpx.Response | None = None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    page = await client.get("/")
+                    break
+                except httpx.TransportError:
+                    assert not demo.done(), out.getvalue()
+                    await asyncio.sleep(0.05)
+            assert page is not None and page.status_code == 200
+            code = logged_setup_code(caplog)
+            assert code is not None
+            setup = await client.post(
+                "/api/setup", json={"code": code, "username": "admin", "password": ADMIN_PASSWORD}
+            )
+            assert setup.status_code == 201, setup.text
+            doors = await client.get("/api/doors")
+            assert {d["id"] for d in doors.json()} == {"main-gate", "side-door", "lobby-a"}
+    finally:
+        assert await demo == 0
+    assert f"guard console: open http://127.0.0.1:{port}/ in a browser" in out.getvalue()
