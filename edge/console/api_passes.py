@@ -118,7 +118,7 @@ class VisitorOut(BaseModel):
 
 class PassRow(BaseModel):
     id: str
-    visitor: str
+    visitor: str | None = Field(description="None: known here only by its id (a use or a revocation).")
     host_unit: str | None
     valid_until: datetime | None
     uses: int = Field(description="Uses counted on this site so far.")
@@ -307,7 +307,7 @@ async def passes(_: SessionDep, console: ConsoleDep, q: Query = "") -> list[Pass
         if pid not in rows and (not wanted or wanted in pid.casefold()):
             rows[pid] = PassRow(
                 id=pid,
-                visitor="",
+                visitor=None,
                 host_unit=None,
                 valid_until=None,
                 uses=uses.get(pid, 0),
