@@ -57,23 +57,28 @@ def unit_of(person: Person) -> str | None:
 
 
 @dataclass(slots=True)
-class CredentialIndex:
-    """Credentials by person, built once per access-list version (in slices, see scan.py)."""
+class PeopleIndex:
+    """Snapshot lists of the people and credentials, and credentials by person, made once per access-list
+    version (in slices, see scan.py) rather than copied for every request."""
 
     acl_id: int = 0
     version: int = -1
+    people: list[Person] = field(default_factory=list)
+    credentials: list[Credential] = field(default_factory=list)
     by_person: dict[str, list[Credential]] = field(default_factory=dict)
 
-    async def of(self, acl: AccessList) -> dict[str, list[Credential]]:
-        if (id(acl), acl.version) != (self.acl_id, self.version):
-            by_person: dict[str, list[Credential]] = {}
-            everything = list(acl.credentials.values())
-            for start in range(0, len(everything), SLICE):
-                for credential in everything[start : start + SLICE]:
-                    by_person.setdefault(credential.person_id, []).append(credential)
-                await asyncio.sleep(0)  # let the doors in between slices
-            self.acl_id, self.version, self.by_person = id(acl), acl.version, by_person
-        return self.by_person
+    async def refresh(self, acl: AccessList) -> None:
+        if (id(acl), acl.version) == (self.acl_id, self.version):
+            return
+        people = list(acl.people.values())
+        credentials = list(acl.credentials.values())
+        by_person: dict[str, list[Credential]] = {}
+        for start in range(0, len(credentials), SLICE):
+            for credential in credentials[start : start + SLICE]:
+                by_person.setdefault(credential.person_id, []).append(credential)
+            await asyncio.sleep(0)  # let the doors in between slices
+        self.people, self.credentials, self.by_person = people, credentials, by_person
+        self.acl_id, self.version = id(acl), acl.version
 
 
 @router.get("/people")
@@ -86,18 +91,16 @@ async def people(
     of a card or phone key (at least 3)."""
     acl = _acl(console)
     wanted = q.casefold()
-    index = console.caches.setdefault("credentials", CredentialIndex())
-    assert isinstance(index, CredentialIndex)
-    by_person = await index.of(acl)
+    index = console.caches.setdefault("people", PeopleIndex())
+    assert isinstance(index, PeopleIndex)
+    await index.refresh(acl)
     suffix_ids: set[str] = set()
     if len(q) >= MIN_SUFFIX:
 
-        def has_suffix(item: tuple[str, list[Credential]]) -> bool:
-            return any(
-                c.kind in (CredentialKind.CARD, CredentialKind.BLE) and c.value.endswith(q) for c in item[1]
-            )
+        def has_suffix(c: Credential) -> bool:
+            return c.kind in (CredentialKind.CARD, CredentialKind.BLE) and c.value.endswith(q)
 
-        suffix_ids = {pid for pid, _ in await scan(list(by_person.items()), has_suffix, MAX_ROWS)}
+        suffix_ids = {c.person_id for c in await scan(index.credentials, has_suffix, MAX_ROWS)}
 
     def keep(person: Person) -> bool:
         return (
@@ -107,8 +110,8 @@ async def people(
             or person.id in suffix_ids
         )
 
-    found = await scan(list(acl.people.values()), keep, MAX_ROWS)
-    return [_out(p, by_person.get(p.id, [])) for p in found]
+    found = await scan(index.people, keep, MAX_ROWS)
+    return [_out(p, index.by_person.get(p.id, [])) for p in found]
 
 
 def _acl(console: Console) -> AccessList:

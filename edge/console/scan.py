@@ -13,7 +13,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-SLICE = 2000
+SLICE = 1000
 
 
 async def scan(items: Sequence[T], keep: Callable[[T], bool], limit: int | None = None) -> list[T]:

@@ -3,6 +3,7 @@ snapshot thumbnails; each for both roles, refusals included."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -16,11 +17,13 @@ from drivers.sim.door_controller import SimulatedDoorController
 from edge.clock import ManualClock
 from edge.console import create_app
 from edge.console.alarms import AlarmStore
+from edge.console.scan import SLICE
 from edge.console.snapshots import SNAPSHOT_DIR
 from edge.demo_data import ZHANG_CARD
 from edge.devices import build_devices
 from edge.events import AlarmEvent, AlarmKind, DoorState
 from edge.gateway import Gateway
+from edge.model import AccessList, Credential, CredentialKind, Person
 from tests.edge.console.console_helpers import (
     ADMIN_PASSWORD,
     SETTINGS,
@@ -240,3 +243,30 @@ async def test_logins_still_work_for_a_second_account(admin: httpx.AsyncClient, 
     async with client_for(app) as client:
         await log_in(client, "guard2", "another-long-password")
         assert (await client.get("/api/alarms")).status_code == 200
+
+
+async def test_a_search_of_a_big_access_list_lets_the_doors_in_between(
+    guard: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    # Not a timing: the search must hand the loop back between slices, so a card read waits for one slice at
+    # most. Count how often another task gets to run during one request.
+    people = [Person(f"px{i}", f"Visitor {i}", building="B", unit=str(i)) for i in range(5 * SLICE)]
+    cards = [Credential(CredentialKind.CARD, str(70_000_000 + i), f"px{i}") for i in range(5 * SLICE)]
+    await gateway.replace_access_list(AccessList.build(version=2, people=people, credentials=cards))
+    turns = 0
+    done = False
+
+    async def bystander() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(bystander())
+    try:
+        found = (await guard.get("/api/people", params={"q": "no such name"})).json()
+    finally:
+        done = True
+        await task
+    assert found == []
+    assert turns >= 5  # one turn at least per slice of the 5 * SLICE people
