@@ -81,4 +81,4 @@ async def test_every_api_endpoint_but_setup_and_login_needs_a_session(anon: http
             assert response.status_code == 401, (method, path, response.text)
             assert response.json() == {"detail": "not logged in"}
             checked += 1
-    assert checked == 18
+    assert checked >= 18  # the walk found them all (an endpoint added later is checked as well)
