@@ -1,7 +1,8 @@
 """What the console is told at start: session lifetime, lock-out policy, whether cookies need HTTPS.
 
-A plain frozen dataclass rather than a config section for now: the [console] section of the gateway's TOML
-(listen address, TLS credential names) comes with `menwei run` starting the server, and will build this.
+A plain dataclass, not the config model: the [console] section of the gateway's TOML (edge.config.
+ConsoleSection, with the listen address and TLS) builds it in edge.console.server.settings_from, and tests
+build it directly.
 """
 
 from __future__ import annotations
