@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cloud_sync.broker import LocalBroker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -393,3 +394,51 @@ async def test_the_demo_serves_the_console_on_loopback(
     finally:
         assert await demo == 0
     assert f"guard console: open http://127.0.0.1:{port}/ in a browser" in out.getvalue()
+
+
+def test_menwei_run_reports_the_cloud_link_in_health(tmp_path: Path) -> None:
+    """`menwei run` with [console] and [mqtt]: the console's health shows the real link to a real broker."""
+    port = free_port()
+    with LocalBroker(tmp_path / "broker", persistence=False) as broker:
+        config = tmp_path / "gateway.toml"
+        demo = (ROOT / "config" / "demo.toml").read_text()
+        config.write_text(
+            demo.replace('data_dir = "../var/demo"', f'data_dir = "{tmp_path / "data"}"')
+            + f'\n[console]\naddress = "127.0.0.1"\nport = {port}\n'
+            + f'\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        )
+        log = tmp_path / "stderr.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
+                cwd=ROOT,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            code = None
+            while code is None and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                found = re.search(r"setup code (\S+)", log.read_text())
+                code = found.group(1) if found else None
+                time.sleep(0.1)
+            assert code is not None, log.read_text()
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                setup = client.post(
+                    "/api/setup", json={"code": code, "username": "admin", "password": ADMIN_PASSWORD}
+                )
+                assert setup.status_code == 201, setup.text
+                client.headers["X-CSRF-Token"] = setup.json()["csrf_token"]
+                sync: dict[str, object] = {}
+                while sync.get("connected") is not True and time.monotonic() < deadline:
+                    sync = client.get("/api/health").json()["sync"]
+                    time.sleep(0.2)
+                assert sync["configured"] is True and sync["connected"] is True, sync
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, log.read_text()
