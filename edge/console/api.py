@@ -330,7 +330,14 @@ async def thumbnail(seq: int, session: SessionDep, console: ConsoleDep) -> Respo
     picture = await asyncio.to_thread(_snapshot_of, console.gateway, seq)
     if picture is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no face snapshot for event {seq}")
-    console.audit("view_snapshot", session.account.username, True, f"event {seq}")
+    # Audited once per session and snapshot: the feed shows thumbnails again on every reload.
+    viewed = console.caches.setdefault("snapshot_views", set())
+    assert isinstance(viewed, set)
+    if (session.token, seq) not in viewed:
+        if len(viewed) >= 10_000:
+            viewed.clear()
+        viewed.add((session.token, seq))
+        console.audit("view_snapshot", session.account.username, True, f"event {seq}")
     return Response(picture, media_type="image/jpeg")
 
 

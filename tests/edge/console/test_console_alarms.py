@@ -205,6 +205,9 @@ async def test_a_face_alarm_has_a_thumbnail_for_logged_in_staff(
     assert face["event"]["snapshot"] == name
     picture = await guard.get(f"/api/events/{face['seq']}/thumbnail")
     assert picture.status_code == 200 and picture.content == jpeg
+    assert (await guard.get(f"/api/events/{face['seq']}/thumbnail")).content == jpeg  # shown again
+    views = console_audits(gateway, "view_snapshot")
+    assert [(v["by"], v["detail"]) for v in views] == [("guard1", f"event {face['seq']}")]  # audited once
     assert picture.headers["content-type"] == "image/jpeg" and picture.headers["cache-control"] == "no-store"
     assert (await anon.get(f"/api/events/{face['seq']}/thumbnail")).status_code == 401
     others = [e for e in events if e["event"].get("alarm") != "face_unknown"]
