@@ -9,25 +9,20 @@ runners and the sessions; blocking work (SQLite, argon2) goes to a thread explic
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Depends, HTTPException, Request, Response, status
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from edge.console.accounts import USERNAME, Account, AccountExistsError, AccountStore, Role
 from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Session, Sessions, SetupCode
 from edge.console.settings import ConsoleSettings
-from edge.console.snapshots import snapshot_name, snapshot_path, with_snapshot
-from edge.console.stream import sse_events
 from edge.events import ConsoleEvent
 from edge.gateway import Gateway
 from edge.model import DoorMode
-from edge.store.db import open_db
 
 # --- the console's live objects -----------------------------------------------------------------------------
 
@@ -295,71 +290,3 @@ async def lockdown(body: ModeBody, session: AdminDep, console: ConsoleDep) -> Do
 async def normal(body: ModeBody, session: AdminDep, console: ConsoleDep) -> Done:
     console.gateway.set_mode(DoorMode.NORMAL, by=f"console:{session.account.username}", reason=body.reason)
     return Done()
-
-
-# --- events -------------------------------------------------------------------------------------------------
-
-
-@router.get("/events")
-async def events(_: SessionDep, console: ConsoleDep, limit: int = 100) -> list[dict[str, Any]]:
-    """The most recent stored events, newest first (at most 1000)."""
-    if not 1 <= limit <= 1000:
-        raise HTTPException(422, "limit must be 1..1000")
-    return await asyncio.to_thread(_recent, console.gateway, limit)
-
-
-def _recent(gw: Gateway, limit: int) -> list[dict[str, Any]]:
-    db = open_db(gw.db_path, synchronous=gw.config.store.synchronous)
-    try:
-        rows = db.conn.execute(
-            "SELECT seq, payload FROM events ORDER BY seq DESC LIMIT ?", (limit,)
-        ).fetchall()
-    finally:
-        db.close()
-    return [{"seq": seq, "event": with_snapshot(json.loads(payload))} for seq, payload in rows]
-
-
-@router.get(
-    "/events/{seq}/thumbnail",
-    response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "The face snapshot (JPEG)."}},
-)
-async def thumbnail(seq: int, session: SessionDep, console: ConsoleDep) -> Response:
-    """The face snapshot an event refers to (an unknown face or a spoof attempt); 404 if it has none or the
-    picture has been deleted by retention. Logged-in staff only; never cached by the browser."""
-    picture = await asyncio.to_thread(_snapshot_of, console.gateway, seq)
-    if picture is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no face snapshot for event {seq}")
-    # Audited once per session and snapshot: the feed shows thumbnails again on every reload.
-    viewed = console.caches.setdefault("snapshot_views", set())
-    assert isinstance(viewed, set)
-    if (session.token, seq) not in viewed:
-        if len(viewed) >= 10_000:
-            viewed.clear()
-        viewed.add((session.token, seq))
-        console.audit("view_snapshot", session.account.username, True, f"event {seq}")
-    return Response(picture, media_type="image/jpeg")
-
-
-def _snapshot_of(gw: Gateway, seq: int) -> bytes | None:
-    db = open_db(gw.db_path, synchronous=gw.config.store.synchronous)
-    try:
-        row = db.conn.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()
-    finally:
-        db.close()
-    name = snapshot_name(json.loads(row[0])) if row else None
-    path = snapshot_path(gw.config.gateway.data_dir, name) if name else None
-    try:
-        return path.read_bytes() if path is not None else None
-    except FileNotFoundError:
-        return None
-
-
-@router.get("/events/stream", response_class=StreamingResponse)
-def event_stream(_: SessionDep, console: ConsoleDep, request: Request) -> StreamingResponse:
-    """Live events as server-sent events (text/event-stream), one message per event, named by its type."""
-    return StreamingResponse(
-        sse_events(console.gateway.bus, request.is_disconnected, closing=console.closing),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store"},
-    )
