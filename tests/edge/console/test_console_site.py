@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from edge.console.app import STATIC_DIR
-from edge.console.headers import CSP
+from edge.console.headers import CSP, DOCS_CSP
 from edge.gateway import Gateway
 from edge.model import DoorMode
 
@@ -82,3 +82,12 @@ async def test_every_api_endpoint_but_setup_and_login_needs_a_session(anon: http
             assert response.json() == {"detail": "not logged in"}
             checked += 1
     assert checked >= 18  # the walk found them all (an endpoint added later is checked as well)
+
+
+async def test_the_api_pages_get_their_own_policy_and_the_schema_is_public(anon: httpx.AsyncClient) -> None:
+    docs = await anon.get("/docs")
+    assert docs.status_code == 200
+    assert docs.headers["content-security-policy"] == DOCS_CSP  # Swagger UI's CDN and its inline bootstrap
+    assert "frame-ancestors 'none'" in DOCS_CSP
+    schema = await anon.get("/openapi.json")
+    assert schema.status_code == 200 and schema.headers["content-security-policy"] == CSP
