@@ -352,7 +352,7 @@ def demo_main(
     config = load_config(config_path or DEFAULT_CONFIG)
     with tempfile.TemporaryDirectory(prefix="menwei-demo-") as tmp, contextlib.ExitStack() as stack:
         target = data_dir or Path(tmp)
-        _demo_credentials(Path(tmp), config.secrets.pin_key)
+        _demo_credentials(Path(tmp), config.secrets.pin_key, config.passes.walkin_key)
         update: dict[str, object] = {"gateway": config.gateway.model_copy(update={"data_dir": target})}
         if config.mqtt is None and mosquitto_available():
             # The demo's own broker: a real Mosquitto on a free loopback port, gone when the demo ends.
@@ -365,12 +365,14 @@ def demo_main(
             return 0
 
 
-def _demo_credentials(tmp: Path, pin_key_name: str) -> None:
-    """The demo's secrets: a random site PIN key in a private credentials directory, as systemd's
-    LoadCredential= would provide, unless the caller already set one up."""
+def _demo_credentials(tmp: Path, pin_key_name: str, walkin_key_name: str) -> None:
+    """The demo's secrets: a random site PIN key and walk-in pass key (the guard console registers walk-in
+    visitors with it) in a private credentials directory, as systemd's LoadCredential= would provide, unless
+    the caller already set one up."""
     if os.environ.get("CREDENTIALS_DIRECTORY"):
         return
     creds = tmp / "credentials"
     creds.mkdir(mode=0o700)
     (creds / pin_key_name).write_text(secrets.token_bytes(32).hex())
+    (creds / walkin_key_name).write_text(secrets.token_bytes(32).hex())
     os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
