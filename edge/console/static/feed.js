@@ -142,6 +142,11 @@ function who(ev) {
   return "";
 }
 
+// "console:guard1" -> "guard1": who pressed the button, without the channel.
+function byName(by) {
+  return (by ?? "").replace(/^console:/, "");
+}
+
 function describe(ev) {
   switch (ev.type) {
     case "decision":
@@ -171,13 +176,13 @@ function describe(ev) {
         tone: ev.mode === "lockdown" ? "alarm" : "action",
         badge: t("event.mode"),
         who: t(`mode.${ev.mode}`, {}, ev.mode),
-        text: [ev.reason, ev.by ? t("feed.by", { by: ev.by }) : ""].filter(Boolean).join(" · "),
+        text: [ev.reason, ev.by ? t("feed.by", { by: byName(ev.by) }) : ""].filter(Boolean).join(" · "),
       };
     case "remote_open":
       return {
         tone: "action",
         badge: t("event.remote_open"),
-        who: ev.by ?? "",
+        who: byName(ev.by),
         text: ev.reason ?? "",
       };
     case "console":
@@ -197,7 +202,7 @@ function describe(ev) {
     case "pass_use":
       return { tone: "info", badge: t("event.pass_use"), who: who(ev), text: `${ev.gateway ?? ""} ×${ev.count ?? ""}` };
     case "walkin_registered":
-      return { tone: "action", badge: t("event.walkin_registered"), who: ev.label ?? "", text: `${ev.host_unit ?? ""} · ${ev.by ?? ""}` };
+      return { tone: "action", badge: t("event.walkin_registered"), who: ev.label ?? "", text: [ev.host_unit, byName(ev.by)].filter(Boolean).join(" · ") };
     case "access_list":
       return { tone: "info", badge: t("event.access_list"), who: `v${ev.version}`, text: ev.source ?? "" };
     case "sync_error":
