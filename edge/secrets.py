@@ -107,6 +107,25 @@ def read_secret_bytes(name: str, *, required: bool = True, length: int | None = 
     return SecretBytes(key)
 
 
+def credential_file(name: str) -> Path:
+    """The file of a credential, for a library that reads a key only from a path (Python's ssl reads TLS
+    private keys so). Such a secret must be a file in $CREDENTIALS_DIRECTORY: an environment variable would
+    have to be written to disk to be used. Raises ConfigError naming where it looked."""
+    try:
+        check_credential_name(name)
+    except ValueError as err:
+        raise ConfigError(f"secret name: {err}") from None
+    directory = os.environ.get(CREDENTIALS_DIRECTORY, "")
+    if not directory:
+        raise ConfigError(
+            f"secret {name!r} must be a file in ${CREDENTIALS_DIRECTORY} (systemd LoadCredential=), which is not set"
+        )
+    path = Path(directory, name)
+    if not path.is_file():
+        raise ConfigError(f"secret {name!r} is missing: no file {path}")
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class _Found:
     source: str  # where it came from, for messages: a path or "$VARIABLE"; never the value

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from edge.console.app import create_app
 from edge.console.settings import ConsoleSettings
 from edge.errors import ConfigError
 from edge.gateway import Gateway
-from edge.secrets import CREDENTIALS_DIRECTORY, check_credential_name
+from edge.secrets import credential_file
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +53,12 @@ def settings_from(section: ConsoleSection) -> ConsoleSettings:
 
 
 def key_file(credential: str) -> Path:
-    """The file of the TLS key credential. Python's ssl reads keys only from files, so unlike other secrets
-    it cannot come from an environment variable: it must be a file in $CREDENTIALS_DIRECTORY."""
+    """The file of the TLS key credential (edge.secrets.credential_file: Python's ssl reads keys only from
+    files, so it must be a file in $CREDENTIALS_DIRECTORY, not an environment variable)."""
     try:
-        check_credential_name(credential)
-    except ValueError as err:
-        raise ConfigError(f"console: {err}") from None
-    directory = os.environ.get(CREDENTIALS_DIRECTORY, "")
-    if not directory:
-        raise ConfigError(
-            f"console: the TLS key {credential!r} must be a file in ${CREDENTIALS_DIRECTORY} "
-            "(systemd LoadCredential=), which is not set"
-        )
-    path = Path(directory, credential)
-    if not path.is_file():
-        raise ConfigError(f"console: TLS key {credential!r} is missing: no file {path}")
-    return path
+        return credential_file(credential)
+    except ConfigError as err:
+        raise ConfigError(f"console: TLS key: {err}") from None
 
 
 def tls_context(cert_file: Path, key: Path) -> ssl.SSLContext:

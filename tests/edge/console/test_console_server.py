@@ -275,7 +275,7 @@ async def test_a_missing_key_credential_fails_the_start(
 ) -> None:
     section, _ = tls_section
     wrong = section.model_copy(update={"tls_key_credential": "no-such-key"})
-    with pytest.raises(ConfigError, match="TLS key 'no-such-key' is missing"):
+    with pytest.raises(ConfigError, match="console: TLS key: secret 'no-such-key' is missing: no file "):
         await ConsoleServer(gateway, wrong).start()
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
