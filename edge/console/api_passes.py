@@ -265,7 +265,7 @@ MAX_ROWS = 50
 
 
 @router.get("/passes")
-async def passes(_: SessionDep, console: ConsoleDep, q: Query = "") -> list[PassRow]:
+async def passes(session: SessionDep, console: ConsoleDep, q: Query = "") -> list[PassRow]:
     """Passes this gateway knows (on the access list, issued here, used or revoked here), at most 50; `q`
     matches the id, the visitor label or the host unit."""
     gw = console.gateway
@@ -313,7 +313,10 @@ async def passes(_: SessionDep, console: ConsoleDep, q: Query = "") -> list[Pass
                 uses=uses.get(pid, 0),
                 revoked=pid in revoked,
             )
-    return list(rows.values())[:MAX_ROWS]
+    listed = list(rows.values())[:MAX_ROWS]
+    if q:  # a search is accounted for, like one of people
+        console.audit("search_passes", session.account.username, True, f"{q!r}: {len(listed)} found")
+    return listed
 
 
 def _row_matches(row: PassRow, wanted: str) -> bool:

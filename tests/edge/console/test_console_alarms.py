@@ -137,7 +137,7 @@ async def test_an_unacknowledged_alarm_survives_a_restart(
 # --- people -------------------------------------------------------------------------------------------------
 
 
-async def test_people_by_name_unit_and_card_digits(guard: httpx.AsyncClient) -> None:
+async def test_people_by_name_unit_and_card_digits(guard: httpx.AsyncClient, gateway: Gateway) -> None:
     everyone = (await guard.get("/api/people")).json()
     assert {p["id"] for p in everyone} == {"p-zhang", "p-li", "p-wang", "p-chen"}
     [zhang] = (await guard.get("/api/people", params={"q": "zhang"})).json()
@@ -151,6 +151,13 @@ async def test_people_by_name_unit_and_card_digits(guard: httpx.AsyncClient) -> 
     by_digits = (await guard.get("/api/people", params={"q": ZHANG_CARD[-3:]})).json()
     assert "p-zhang" in [p["id"] for p in by_digits]
     assert (await guard.get("/api/people", params={"q": "nobody here"})).json() == []
+    searches = [(a["by"], a["detail"]) for a in console_audits(gateway, "search_people")]
+    assert searches == [
+        ("guard1", "'zhang': 1 found"),
+        ("guard1", "'a-0803': 1 found"),
+        ("guard1", f"{ZHANG_CARD[-3:]!r}: {len(by_digits)} found"),
+        ("guard1", "'nobody here': 0 found"),
+    ]  # the plain list (no q) is not a search
 
 
 async def test_people_refusals(anon: httpx.AsyncClient, guard: httpx.AsyncClient) -> None:

@@ -302,3 +302,5 @@ async def test_passes_lists_access_list_passes_and_uses(
     ]
     assert (await admin.get("/api/passes", params={"q": "nothing-like-this"})).json() == []
     assert (await admin.get("/api/passes", params={"q": "x" * 101})).status_code == 422
+    searches = [(a["by"], a["detail"]) for a in audits(gateway, "search_passes")]
+    assert searches == [("admin", "'cloud-7': 1 found"), ("admin", "'nothing-like-this': 0 found")]
