@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,8 @@ from edge.events import AlarmEvent, Event, EventBus
 from edge.store.db import open_db
 
 log = logging.getLogger(__name__)
+
+KEEP_ACKNOWLEDGED = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,12 @@ class AlarmStore:
                     f"SELECT {_COLUMNS} FROM console_alarms WHERE id = ?",  # noqa: S608
                     (alarm_id,),
                 ).fetchone()
+                # Acknowledged alarms are history, which the event log keeps (the ack is audited there): the
+                # table holds them a week, then lets them go, so it stays small.
+                db.conn.execute(
+                    "DELETE FROM console_alarms WHERE acknowledged_at IS NOT NULL AND acknowledged_at < ?",
+                    ((at - KEEP_ACKNOWLEDGED).isoformat(timespec="microseconds"),),
+                )
         finally:
             db.close()
         return (_alarm(row) if row else None), bool(changed)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from drivers.sim.door_controller import SimulatedDoorController
 from edge.clock import ManualClock
 from edge.console import create_app
-from edge.console.alarms import AlarmStore
+from edge.console.alarms import KEEP_ACKNOWLEDGED, AlarmStore
 from edge.console.scan import SLICE
 from edge.console.snapshots import SNAPSHOT_DIR
 from edge.demo_data import ZHANG_CARD
@@ -26,6 +27,7 @@ from edge.gateway import Gateway
 from edge.model import AccessList, Credential, CredentialKind, Person
 from tests.edge.console.console_helpers import (
     ADMIN_PASSWORD,
+    GUARD_PASSWORD,
     SETTINGS,
     client_for,
     demo_config,
@@ -132,6 +134,21 @@ async def test_an_unacknowledged_alarm_survives_a_restart(
         ("device_offline", None, "sim-1", True),  # cleared, but still to be acknowledged
     ]
     assert [a.kind for a in AlarmStore(gw.db_path).open_alarms()] == ["tamper", "device_offline"]
+
+
+async def test_acknowledged_alarms_leave_the_table_after_a_week(
+    guard: httpx.AsyncClient, gateway: Gateway, clock: ManualClock
+) -> None:
+    for door in ("main-gate", "side-door"):
+        gateway.bus.publish(AlarmEvent(at=clock.now(), kind=AlarmKind.TAMPER, door_id=door))
+    first, second = (await guard.get("/api/alarms")).json()
+    assert (await guard.post(f"/api/alarms/{first['id']}/ack", json={})).status_code == 200
+    clock.advance((KEEP_ACKNOWLEDGED + timedelta(hours=1)).total_seconds())
+    await log_in(guard, "guard1", GUARD_PASSWORD)  # a week later: a new shift, a new session
+    assert (await guard.post(f"/api/alarms/{second['id']}/ack", json={})).status_code == 200
+    with sqlite3.connect(gateway.db_path) as conn:
+        kept = [row[0] for row in conn.execute("SELECT id FROM console_alarms")]
+    assert kept == [second["id"]]  # the week-old acknowledged one is gone; the event log keeps its audit
 
 
 # --- people -------------------------------------------------------------------------------------------------
