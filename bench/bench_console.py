@@ -1,10 +1,10 @@
 """The guard console under load, and whether it slows the doors (issue #8).
 
-In this process: the real gateway (simulated devices, a big synthetic access list) and the console app on real
-uvicorn, on a free loopback port, on the gateway's own event loop (as `menwei run` serves it). A reader thread
-presents valid cards at a steady rate and hands each read to the loop with call_soon_threadsafe, as the Wiegand,
-OSDP and QR drivers do; the time from the read to the relay command reaching the simulated controller is the
-decision latency.
+In this process: the real gateway (simulated devices, a big synthetic access list) and the console served as
+`menwei run` serves it (edge.console.server.ConsoleServer: uvicorn on the gateway's own event loop), on plain
+HTTP on a free loopback port. A reader thread presents valid cards at a steady rate and hands each read to the
+loop with call_soon_threadsafe, as the Wiegand, OSDP and QR drivers do; the time from the read to the relay
+command reaching the simulated controller is the decision latency.
 
 In a second process: N logged-in clients (httpx, one connection each) looping (by default with no think time) over
 the console's read-only endpoints (GET /api/doors, /api/events?limit=50, /api/session, and /api/health and
@@ -42,16 +42,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from fastapi.routing import APIRoute
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 from synthetic import CARD_BASE, big_access_list
 
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
-from edge.config import load_config
+from edge.config import ConsoleSection, load_config
 from edge.console import ConsoleSettings, create_app
 from edge.console.accounts import AccountStore, Role
+from edge.console.server import ConsoleServer
 from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.model import CredentialKind
@@ -141,12 +141,13 @@ class CardFeeder:
 
 
 class TimedApp:
-    """ASGI wrapper: how long each request spends inside the console app (server side), by phase."""
+    """ASGI middleware, outermost: how long each request spends inside the console app (server side), by
+    phase, into `samples`."""
 
-    def __init__(self, app: ASGIApp, phase: Phase) -> None:
+    def __init__(self, app: ASGIApp, phase: Phase, samples: dict[str, list[float]]) -> None:
         self.app = app
         self.phase = phase
-        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.samples = samples
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == STREAM_PATH:
@@ -157,11 +158,11 @@ class TimedApp:
         self.samples[self.phase.name].append(time.perf_counter() - t0)
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def create_accounts(db_path: Path) -> None:
@@ -324,20 +325,21 @@ async def run(args: argparse.Namespace) -> Results:
             assert isinstance(controller, SimulatedDoorController)
             controller.max_history = 10**9  # keep every write: reads and pulses are matched in order
 
-            app = create_app(gw, ConsoleSettings(secure_cookies=False))
-            have = {r.path for r in app.routes if isinstance(r, APIRoute) and "GET" in (r.methods or ())}
-            paths = {p: w for p, w in MIX.items() if p not in OPTIONAL or p in have}
-            timed = TimedApp(app, phase)
-            sock = free_socket()
-            port = sock.getsockname()[1]
-            server = uvicorn.Server(
-                uvicorn.Config(timed, log_level="warning", access_log=False, lifespan="off")
+            # Served as `menwei run` serves it (ConsoleServer: uvicorn on this loop), on plain HTTP on loopback.
+            server_samples: dict[str, list[float]] = defaultdict(list)
+
+            def timed_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
+                app = create_app(gateway, settings)
+                app.add_middleware(TimedApp, phase=phase, samples=server_samples)
+                return app
+
+            console = ConsoleServer(
+                gw, ConsoleSection(address="127.0.0.1", port=free_port()), app_factory=timed_app
             )
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started:  # uvicorn offers a flag, not an event
-                if serving.done():
-                    raise RuntimeError(f"uvicorn did not start: {serving.exception()!r}")
-                await asyncio.sleep(0.01)
+            port = (await console.start()).port
+            assert console.app is not None
+            have = {path for path, ops in console.app.openapi()["paths"].items() if "get" in ops}
+            paths = {p: w for p, w in MIX.items() if p not in OPTIONAL or p in have}
 
             rng = random.Random(3)
             cards = [str(CARD_BASE + rng.randrange(2 * args.people)) for _ in range(10_000)]
@@ -388,8 +390,7 @@ async def run(args: argparse.Namespace) -> Results:
                 oversleep[phase.at(due)].append(late)
             await asyncio.to_thread(probe.join, 10)
 
-            server.should_exit = True
-            await serving
+            await console.stop()
         finally:
             await gw.stop()
 
@@ -406,7 +407,7 @@ async def run(args: argparse.Namespace) -> Results:
         window_p99={c: [pct(by_window[f"{c}:{k}"], 0.99) for k in range(args.windows)] for c in CONDITIONS},
         unmatched=abs(len(pulses) - len(feeder.reads)),
         load=load,
-        server=merged(timed.samples, "load"),
+        server=merged(server_samples, "load"),
         paths=list(paths),
     )
 
