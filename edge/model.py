@@ -255,7 +255,11 @@ class AccessList:
         credentials: Iterable[Credential] = (),
         passes: Iterable[VisitorPass] = (),
         holidays: Iterable[date] = (),
+        share_values: bool = True,
     ) -> AccessList:
+        """The list, validated and indexed. `share_values`: make equal field values one object each
+        (share_repeated_values); a caller that already built its objects that way (the store's loader) skips
+        the pass."""
         acl = cls(
             version=version,
             people={p.id: p for p in people},
@@ -267,7 +271,8 @@ class AccessList:
             holidays=frozenset(holidays),
         )
         acl.validate()
-        share_repeated_values(acl)
+        if share_values:
+            share_repeated_values(acl)
         acl.reindex()
         return acl
 

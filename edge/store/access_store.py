@@ -171,6 +171,7 @@ def load_access_list(db: sqlite_utils.Database) -> AccessList:
         credentials=credentials,
         passes=passes,
         holidays=holidays,
+        share_values=False,  # _Decoder shared them as it built the objects
     )
 
 
@@ -386,8 +387,8 @@ class _Decoder:
 
     Every repeated value is shared as it is decoded (a card's person id is its person's id string; card
     formats, buildings, units, group lists, pass labels exist once): sharing them only afterwards
-    (`share_repeated_values`, which `AccessList.build` still runs) would free the copies between the objects
-    that stay, and those holes keep the process's memory (RSS) up. At 100,000 people, 200,000 cards and
+    (`share_repeated_values`, as `AccessList.build` does for other callers) would free the copies between
+    the objects that stay, and those holes keep the process's memory (RSS) up. At 100,000 people, 200,000 cards and
     100,000 passes this is ~50 MB less."""
 
     def __init__(self) -> None:
