@@ -6,8 +6,6 @@ number. PINs are never shown (the gateway holds only their HMAC anyway).
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -15,7 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, StringConstraints
 
 from edge.console.api import Console, ConsoleDep, SessionDep
-from edge.console.scan import SLICE, scan
+from edge.console.scan import scan
 from edge.model import AccessList, Credential, CredentialKind, Person, Status
 
 router = APIRouter(prefix="/api")
@@ -56,31 +54,6 @@ def unit_of(person: Person) -> str | None:
     return f"{person.building}-{person.unit}" if person.building else person.unit
 
 
-@dataclass(slots=True)
-class PeopleIndex:
-    """Snapshot lists of the people and credentials, and credentials by person, made once per access-list
-    version (in slices, see scan.py) rather than copied for every request."""
-
-    acl_id: int = 0
-    version: int = -1
-    people: list[Person] = field(default_factory=list)
-    credentials: list[Credential] = field(default_factory=list)
-    by_person: dict[str, list[Credential]] = field(default_factory=dict)
-
-    async def refresh(self, acl: AccessList) -> None:
-        if (id(acl), acl.version) == (self.acl_id, self.version):
-            return
-        people = list(acl.people.values())
-        credentials = list(acl.credentials.values())
-        by_person: dict[str, list[Credential]] = {}
-        for start in range(0, len(credentials), SLICE):
-            for credential in credentials[start : start + SLICE]:
-                by_person.setdefault(credential.person_id, []).append(credential)
-            await asyncio.sleep(0)  # let the doors in between slices
-        self.people, self.credentials, self.by_person = people, credentials, by_person
-        self.acl_id, self.version = id(acl), acl.version
-
-
 @router.get("/people")
 async def people(
     session: SessionDep,
@@ -91,16 +64,16 @@ async def people(
     of a card or phone key (at least 3). A search is audited (who looked for what)."""
     acl = _acl(console)
     wanted = q.casefold()
-    index = console.caches.setdefault("people", PeopleIndex())
-    assert isinstance(index, PeopleIndex)
-    await index.refresh(acl)
+    # Snapshot lists, copied per request (a few ms) rather than kept: a kept index of 100,000 entries would add
+    # to every full garbage collection on the doors' loop for as long as it lived.
+    credentials = list(acl.credentials.values())
     suffix_ids: set[str] = set()
     if len(q) >= MIN_SUFFIX:
 
         def has_suffix(c: Credential) -> bool:
             return c.kind in (CredentialKind.CARD, CredentialKind.BLE) and c.value.endswith(q)
 
-        suffix_ids = {c.person_id for c in await scan(index.credentials, has_suffix, MAX_ROWS)}
+        suffix_ids = {c.person_id for c in await scan(credentials, has_suffix, MAX_ROWS)}
 
     def keep(person: Person) -> bool:
         return (
@@ -110,10 +83,14 @@ async def people(
             or person.id in suffix_ids
         )
 
-    found = await scan(index.people, keep, MAX_ROWS)
+    found = await scan(list(acl.people.values()), keep, MAX_ROWS)
+    ids = {p.id for p in found}
+    theirs: dict[str, list[Credential]] = {}
+    for credential in await scan(credentials, lambda c: c.person_id in ids) if ids else ():
+        theirs.setdefault(credential.person_id, []).append(credential)
     if q:  # a search of residents' records is accounted for; the plain list the page loads is not
         console.audit("search_people", session.account.username, True, f"{q!r}: {len(found)} found")
-    return [_out(p, index.by_person.get(p.id, [])) for p in found]
+    return [_out(p, theirs.get(p.id, [])) for p in found]
 
 
 def _acl(console: Console) -> AccessList:
