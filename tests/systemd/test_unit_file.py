@@ -81,6 +81,8 @@ def test_loads_every_credential_the_gateway_reads() -> None:
         "mqtt-client-key",
         "face-key",
         "ble-key-store",
+        "console-tls-key",
+        "ha-mqtt-password",
     }
     # The fixed names in the code must be among them (the others are config defaults, checked below).
     sources = "\n".join(p.read_text() for p in (ROOT / "edge").rglob("*.py")) + "\n".join(
