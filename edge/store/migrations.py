@@ -131,6 +131,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX console_alarms_open ON console_alarms(id) WHERE acknowledged_at IS NULL",
         ),
     ),
+    Migration(
+        8,
+        "guard console account status",
+        (
+            # When an account last logged in, and since when an admin has disabled it (NULL: enabled).
+            # Disabled rather than deleted: the audit trail keeps naming the account.
+            "ALTER TABLE console_accounts ADD COLUMN last_login_at TEXT",
+            "ALTER TABLE console_accounts ADD COLUMN disabled_at TEXT",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
