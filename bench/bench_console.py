@@ -17,7 +17,7 @@ latency without and with load and their ratio, the console's latency per endpoin
 inside the app, and the live feed's lag.
 
     .venv/bin/python bench/bench_console.py [--quick] [--clients 50] [--streams 5] [--seconds 40]
-        [--windows 4] [--think 0] [--rate 50] [--people 100000]
+        [--windows 4] [--think 0] [--nodelay] [--rate 50] [--people 100000]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import json
 import multiprocessing
 import os
@@ -38,6 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
 from edge.config import ConsoleSection, load_config
 from edge.console import ConsoleSettings, create_app
+from edge.console import server as console_server
 from edge.console.accounts import AccountStore, Role
 from edge.console.server import ConsoleServer
 from edge.devices import build_devices
@@ -122,7 +125,7 @@ class CardFeeder:
     def _run(self) -> None:
         period = 1.0 / self.rate
         due = time.monotonic()
-        for i in range(10**9):
+        for i in itertools.count():
             due += period
             delay = due - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
@@ -163,6 +166,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def bind_with_nodelay() -> None:
+    """--nodelay: ConsoleServer's listening socket, as `menwei run` binds it, gets TCP_NODELAY (accepted
+    connections inherit it). asyncio sets it only on sockets created with proto IPPROTO_TCP, and
+    socket.create_server's have proto 0: without it a response written in two parts (headers, body) waits
+    for the client's delayed ACK, about 40 ms per request on a kept-alive connection."""
+    plain = console_server._bind
+
+    def bind(address: str, port: int) -> socket.socket:
+        sock = plain(address, port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    setattr(console_server, "_bind", bind)  # noqa: B010 - a module function, replaced for this run
 
 
 def create_accounts(db_path: Path) -> None:
@@ -312,6 +330,9 @@ async def run(args: argparse.Namespace) -> Results:
         )
         gw = Gateway(config, build_devices(config))
         await gw.start()
+        console: ConsoleServer | None = None
+        feeder: CardFeeder | None = None
+        probe: BaseProcess | None = None
         try:
             doors = list(gw.site.doors)
             await gw.replace_access_list(big_access_list(args.people, doors, datetime.now(UTC)))
@@ -326,6 +347,8 @@ async def run(args: argparse.Namespace) -> Results:
             controller.max_history = 10**9  # keep every write: reads and pulses are matched in order
 
             # Served as `menwei run` serves it (ConsoleServer: uvicorn on this loop), on plain HTTP on loopback.
+            if args.nodelay:
+                bind_with_nodelay()
             server_samples: dict[str, list[float]] = defaultdict(list)
 
             def timed_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
@@ -389,9 +412,13 @@ async def run(args: argparse.Namespace) -> Results:
             for due, late in await asyncio.to_thread(probe_conn.recv):
                 oversleep[phase.at(due)].append(late)
             await asyncio.to_thread(probe.join, 10)
-
-            await console.stop()
         finally:
+            if feeder is not None:
+                await feeder.stop()
+            if probe is not None and probe.is_alive():
+                probe.terminate()
+            if console is not None:
+                await console.stop()
             await gw.stop()
 
     pulses = [w.mono for w in controller.writes if w.output == door.output and w.pulse_seconds is not None]
@@ -508,6 +535,9 @@ def main() -> None:
     ap.add_argument(
         "--think", type=float, default=0.0, help="seconds between one client's requests (default 0: flat out)"
     )
+    ap.add_argument(
+        "--nodelay", action="store_true", help="set TCP_NODELAY on the console's listening socket first"
+    )
     ap.add_argument("--rate", type=float, default=50.0, help="card reads per second")
     ap.add_argument("--people", type=int, default=None, help="size of the access list (default 100,000)")
     args = ap.parse_args()
@@ -526,6 +556,7 @@ def main() -> None:
         f"load: {args.clients} clients looping over read-only endpoints "
         f"({f'{args.think:g} s' if args.think else 'no'} think time), "
         f"{args.streams} holding {STREAM_PATH}; in a separate process"
+        + ("; TCP_NODELAY set by the benchmark (--nodelay)" if args.nodelay else "")
     )
     report(args, asyncio.run(run(args)))
 
