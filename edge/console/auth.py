@@ -49,6 +49,9 @@ class Sessions:
     clock: Clock
     lifetime: float
     _by_token: dict[str, Session] = field(default_factory=dict)
+    # Bumped whenever an account's sessions are ended (disabled, password or role changed): a login whose
+    # password check started before the change must not open a session after it (see api.login).
+    _generation: dict[str, int] = field(default_factory=dict)
 
     def open(self, account: Account) -> Session:
         self._expire()
@@ -72,6 +75,22 @@ class Sessions:
 
     def close(self, token: str) -> None:
         self._by_token.pop(token, None)
+
+    def close_account(self, username: str, keep: str | None = None) -> int:
+        """End every session of `username` but the one whose token is `keep`; the number ended."""
+        self._generation[username] = self._generation.get(username, 0) + 1
+        ended = [t for t, s in self._by_token.items() if s.account.username == username and t != keep]
+        for token in ended:
+            del self._by_token[token]
+        return len(ended)
+
+    def generation(self, username: str) -> int:
+        return self._generation.get(username, 0)
+
+    def count(self, username: str) -> int:
+        """Live sessions of `username`."""
+        self._expire()
+        return sum(1 for s in self._by_token.values() if s.account.username == username)
 
     def _expire(self) -> None:
         now = self.clock.monotonic()
@@ -114,6 +133,11 @@ class LoginThrottle:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+
+    def clear(self, key: str) -> None:
+        """Forget the key's failures and lift its lock-out (an admin reset its password)."""
+        self._failures.pop(key, None)
+        self._locked_until.pop(key, None)
 
 
 class SetupCode:
