@@ -75,10 +75,16 @@ def _snapshot_of(gw: Gateway, seq: int) -> bytes | None:
 
 
 @router.get("/events/stream", response_class=StreamingResponse)
-def event_stream(_: SessionDep, console: ConsoleDep, request: Request) -> StreamingResponse:
-    """Live events as server-sent events (text/event-stream), one message per event, named by its type."""
+def event_stream(session: SessionDep, console: ConsoleDep, request: Request) -> StreamingResponse:
+    """Live events as server-sent events (text/event-stream), one message per event, named by its type. The
+    stream ends with its session (logout, or an admin disabled the account or changed its password or role):
+    at the next event or keepalive."""
+
+    async def gone() -> bool:
+        return console.sessions.get(session.token) is None or await request.is_disconnected()
+
     return StreamingResponse(
-        sse_events(console.gateway.bus, request.is_disconnected, closing=console.closing),
+        sse_events(console.gateway.bus, gone, closing=console.closing),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )
