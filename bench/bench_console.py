@@ -247,6 +247,8 @@ async def generate_load(plan: LoadPlan, conn: Connection) -> dict[str, Any]:
     paths, weights = list(plan.paths), list(plan.paths.values())
 
     async def loop_requests(client: httpx.AsyncClient, rng: random.Random, deadline: float) -> None:
+        if plan.think:  # paced clients start at random moments, not all at once at the window's start
+            await asyncio.sleep(rng.uniform(0.0, plan.think))
         while time.monotonic() < deadline:
             path = rng.choices(paths, weights)[0]
             t0 = time.perf_counter()
