@@ -4,19 +4,19 @@ Why one interface: the insightface pack (SCRFD + ArcFace MobileFaceNet) is the r
 weights are non-commercial; the OpenCV pack (YuNet + SFace) is license-clean. Enrolment, the gallery and the
 camera loop must not care which one runs, so they see only `FacePipeline`.
 
-- SCRFD and both recognizers load through `insightface.model_zoo.get_model` on onnxruntime sessions we build
-  (thread counts from config, intra-op spinning off: two sessions spinning on two cores slow each other down).
+- SCRFD (edge/face/scrfd.py) and both recognizers run on onnxruntime sessions we build (thread counts from
+  config, intra-op spinning off: two sessions spinning on two cores slow each other down). The insightface
+  package is not imported at run time: it pulls scipy and scikit-image (~38 MB) into the face worker.
 - YuNet cannot be loaded by insightface; it runs through `cv2.FaceDetectorYN`. Its five landmarks come in the
   same order as SCRFD's (eyes, nose, mouth corners, image-left first), so one alignment serves both.
-- Alignment is insightface's `norm_crop` (similarity transform to the ArcFace template), which is also the
-  template SFace was trained on.
+- Alignment is a least-squares similarity transform of the five landmarks onto the ArcFace 112x112 template
+  (edge/face/align.py), which is also the template SFace was trained on.
 - Embeddings come back L2-normalised float32, so cosine similarity is a dot product.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from edge.face.align import ALIGNED_SIZE, align_face
 from edge.face.errors import PackError, PackProblem, QualityError, QualityProblem
 from edge.face.packs import ModelPack
 
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 Image = npt.NDArray[Any]  # BGR uint8, HxWx3, as OpenCV reads it (OpenCV's own stubs type it loosely)
 Embedding = npt.NDArray[np.float32]  # shape (D,), unit length
-
-ALIGNED_SIZE = 112
 
 
 def read_image(path: Path) -> Image:
@@ -105,21 +104,19 @@ def session_options(tuning: Tuning) -> onnxruntime.SessionOptions:
 
 class _Scrfd:
     def __init__(self, pack: ModelPack, tuning: Tuning) -> None:
-        from insightface import model_zoo
+        from edge.face.scrfd import Scrfd
 
         spec = pack.manifest.detector
-        self._size = (spec.input_size, spec.input_size)
-        self._model: Any = model_zoo.get_model(
-            str(pack.detector_path), providers=["CPUExecutionProvider"], sess_options=session_options(tuning)
+        self._model = Scrfd(
+            str(pack.detector_path), session_options(tuning), spec.input_size, spec.score_threshold
         )
-        self._model.prepare(ctx_id=-1, input_size=self._size, det_thresh=spec.score_threshold)
 
     def detect(self, image: Image) -> list[Face]:
-        boxes, points = self._model.detect(image, input_size=self._size)
+        boxes, scores, points = self._model.detect(image)
         faces = []
         for i in range(boxes.shape[0]):
-            x1, y1, x2, y2, score = (float(v) for v in boxes[i])
-            faces.append(Face((x1, y1, x2, y2), score, points[i].astype(np.float32)))
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            faces.append(Face((x1, y1, x2, y2), float(scores[i]), points[i]))
         return faces
 
 
@@ -156,6 +153,46 @@ class _Yunet:
         return faces
 
 
+class _Recognizer:
+    """An ArcFace-style recognizer: a 112x112 aligned crop in, one embedding out. The crop goes in as RGB,
+    (pixel - mean) / std, with the manifest's mean and std (SFace takes raw 0-255 values, ArcFace +-1)."""
+
+    def __init__(self, pack: ModelPack, tuning: Tuning) -> None:
+        import onnxruntime
+
+        spec = pack.manifest.recognizer
+        self._session = onnxruntime.InferenceSession(
+            str(pack.recognizer_path),
+            sess_options=session_options(tuning),
+            providers=["CPUExecutionProvider"],
+        )
+        first = self._session.get_inputs()[0]
+        self._input: str = first.name
+        self._output: str = self._session.get_outputs()[0].name
+        self._mean = float(spec.input_mean)
+        self._scale = 1.0 / float(spec.input_std)
+        shape = list(first.shape)
+        if (
+            len(shape) != 4
+            or shape[1] != 3
+            or any(isinstance(d, int) and d != ALIGNED_SIZE for d in shape[2:])
+        ):
+            raise ValueError(f"recognizer input is {shape}, expected (N, 3, {ALIGNED_SIZE}, {ALIGNED_SIZE})")
+
+    def embed(self, aligned: Image) -> npt.NDArray[np.float32]:
+        import cv2
+
+        blob = cv2.dnn.blobFromImage(
+            aligned,
+            self._scale,
+            (ALIGNED_SIZE, ALIGNED_SIZE),
+            (self._mean, self._mean, self._mean),
+            swapRB=True,
+        )
+        out = self._session.run([self._output], {self._input: blob})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
 class FacePipeline:
     """detect -> align -> embed for one verified model pack. Not thread-safe: one per worker."""
 
@@ -164,23 +201,12 @@ class FacePipeline:
         self.pack = pack
         spec = pack.manifest.recognizer
         try:
-            from insightface import model_zoo
-
             self._detector: _Detector = (
                 _Scrfd(pack, tuning) if pack.manifest.detector.kind == "scrfd" else _Yunet(pack, tuning)
             )
-            self._recognizer: Any = model_zoo.get_model(
-                str(pack.recognizer_path),
-                providers=["CPUExecutionProvider"],
-                sess_options=session_options(tuning),
-            )
+            self._recognizer = _Recognizer(pack, tuning)
         except (OSError, RuntimeError, ValueError) as err:  # onnxruntime and OpenCV raise these on bad models
             raise PackError(PackProblem.LOAD_FAILED, f"{pack.name}: {err}") from err
-        if self._recognizer is None:
-            raise PackError(PackProblem.LOAD_FAILED, f"{pack.name}: insightface does not know the recognizer")
-        # insightface guesses the normalisation from the graph and gets SFace wrong: the manifest decides.
-        self._recognizer.input_mean = spec.input_mean
-        self._recognizer.input_std = spec.input_std
         probe = self.embed(np.zeros((ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8))
         if probe.shape != (spec.embedding_size,):
             raise PackError(
@@ -198,15 +224,10 @@ class FacePipeline:
         return sorted(self._detector.detect(image), key=lambda f: f.width * f.height, reverse=True)
 
     def align(self, image: Image, face: Face) -> Image:
-        from insightface.utils import face_align
-
-        with warnings.catch_warnings():  # scikit-image deprecation noise inside norm_crop
-            warnings.simplefilter("ignore", FutureWarning)
-            aligned: Image = face_align.norm_crop(image, face.landmarks, image_size=ALIGNED_SIZE)
-        return aligned
+        return align_face(image, face.landmarks, ALIGNED_SIZE)
 
     def embed(self, aligned: Image) -> Embedding:
-        raw = np.asarray(self._recognizer.get_feat(aligned), dtype=np.float32).reshape(-1)
+        raw = self._recognizer.embed(aligned)
         norm = float(np.linalg.norm(raw))
         return raw / norm if norm > 0 else raw
 
