@@ -162,8 +162,6 @@ class ConsoleServer:
         if self.app is not None:
             console = self.app.state.console
             console.closing.set()
-            if console.alarm_recorder is not None:
-                await console.alarm_recorder.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
@@ -186,5 +184,9 @@ def _bind(address: str, port: int) -> socket.socket:
             f"console: cannot listen on {address}:{port}: {err.strerror or err} "
             "(another program on that port? see [console] address and port)"
         ) from None
+    # Accepted connections inherit it (Linux). asyncio sets TCP_NODELAY only on sockets whose proto is
+    # IPPROTO_TCP, and create_server's is 0: without this, a response written as headers then body waits for
+    # the client's delayed ACK, about 40 ms per request on a kept-alive connection (bench/bench_console.py).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     return sock

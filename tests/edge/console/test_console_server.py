@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from drivers.sim.reader import SimulatedReader
 from edge.config import ConsoleSection
-from edge.console.server import ConsoleServer, settings_from
+from edge.console.server import ConsoleServer, _bind, settings_from
 from edge.demo import run_demo
 from edge.demo_data import ZHANG_CARD
 from edge.errors import ConfigError
@@ -144,6 +144,16 @@ async def test_the_page_and_the_refusals_over_real_http(served: tuple[ConsoleSer
         assert "server" not in page.headers  # uvicorn does not announce itself
         assert (await client.get("/api/session")).status_code == 401
         assert (await client.get("/api/events/stream")).status_code == 401
+
+
+def test_the_listening_socket_sends_small_responses_at_once() -> None:
+    # TCP_NODELAY, inherited by accepted connections: otherwise every kept-alive response waits ~40 ms for the
+    # client's delayed ACK (found by bench/bench_console.py).
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
 
 
 async def test_serving_leaves_the_signal_handlers_alone(gateway: Gateway) -> None:
