@@ -153,6 +153,20 @@ class _Yunet:
         return faces
 
 
+def _recognizer_graph(path: Path) -> str | bytes:
+    """The recognizer's file, or its graph with the large dequantized layers split (edge/face/weights.py)."""
+    import onnx
+
+    from edge.face.weights import split_dequantized_gemms
+
+    model = onnx.load(str(path))
+    if not split_dequantized_gemms(model):
+        return str(path)
+    log.info("%s: its large weight-quantized layer runs in parts (less memory per embedding)", path.name)
+    graph: bytes = model.SerializeToString()
+    return graph
+
+
 class _Recognizer:
     """An ArcFace-style recognizer: a 112x112 aligned crop in, one embedding out. The crop goes in as RGB,
     (pixel - mean) / std, with the manifest's mean and std (SFace takes raw 0-255 values, ArcFace +-1)."""
@@ -162,7 +176,7 @@ class _Recognizer:
 
         spec = pack.manifest.recognizer
         self._session = onnxruntime.InferenceSession(
-            str(pack.recognizer_path),
+            _recognizer_graph(pack.recognizer_path),
             sess_options=session_options(tuning),
             providers=["CPUExecutionProvider"],
         )
