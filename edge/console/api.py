@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Cookie, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from edge.console.accounts import USERNAME, Account, AccountExistsError, AccountStore, Role
+from edge.console.accounts import USERNAME, AccountStore, Role
 from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Session, Sessions, SetupCode
 from edge.console.settings import ConsoleSettings
@@ -111,12 +111,6 @@ class SetupBody(Body):
     password: Password
 
 
-class AccountBody(Body):
-    username: Username
-    password: Password
-    role: Role
-
-
 class OpenBody(Body):
     reason: Reason = Field(description="Why the door is opened; mandatory, kept in the audit trail.")
 
@@ -200,11 +194,24 @@ async def login(body: LoginBody, console: ConsoleDep, request: Request, response
     if console.throttle.locked(name) or console.client_throttle.locked(client):
         console.audit("login", name, False, f"locked out ({client})")
         raise HTTPException(status.HTTP_423_LOCKED, "too many failed logins: try again later")
-    account = await asyncio.to_thread(console.accounts.verify, name, body.password)
+    # An admin may disable the account or change its password or role while its password is being checked
+    # (in a thread): check again then, so that no session opens on what the admin just took away.
+    for _ in range(3):
+        generation = console.sessions.generation(name)
+        check = await asyncio.to_thread(console.accounts.check_login, name, body.password)
+        if console.sessions.generation(name) == generation:
+            break
+    else:
+        console.audit("login", name, False, "account changed during login")
+        raise HTTPException(status.HTTP_409_CONFLICT, "the account was just changed: try again")
+    account = check.account
     if account is None:
+        # A disabled account is answered like a wrong password: the answer does not tell whether the
+        # password was right. The audit trail does.
         locked = console.throttle.failed(name)
         client_locked = console.client_throttle.failed(client)
-        detail = "wrong name or password" + ("; account locked out" if locked else "")
+        detail = "account disabled" if check.disabled else "wrong name or password"
+        detail += "; account locked out" if locked else ""
         detail += f"; {client} locked out" if client_locked else ""
         console.audit("login", name, False, detail)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong name or password")
@@ -228,19 +235,6 @@ async def logout(session: SessionDep, console: ConsoleDep, response: Response) -
 async def whoami(session: SessionDep) -> SessionOut:
     """The logged-in account and its CSRF token (for a page that was reloaded)."""
     return _session_out(session)
-
-
-@router.post("/accounts", status_code=status.HTTP_201_CREATED)
-async def create_account(body: AccountBody, session: AdminDep, console: ConsoleDep) -> Account:
-    _check_password(console, body.password)
-    by = session.account.username
-    try:
-        account = await asyncio.to_thread(console.accounts.create, body.username, body.password, body.role)
-    except AccountExistsError:
-        console.audit("create_account", by, False, f"{body.username} exists")
-        raise HTTPException(status.HTTP_409_CONFLICT, f"account {body.username} exists") from None
-    console.audit("create_account", by, True, f"{account.username} ({account.role.value})")
-    return account
 
 
 # --- doors and site -----------------------------------------------------------------------------------------

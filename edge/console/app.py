@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.staticfiles import StaticFiles
 
-from edge.console import api, api_alarms, api_events, api_passes, api_people, api_site
+from edge.console import api, api_accounts, api_alarms, api_events, api_passes, api_people, api_site
 from edge.console.accounts import AccountStore
 from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.api import Console
@@ -57,7 +57,7 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
 
     gateway.bus.subscribe(AccessListEvent, downlink)
     gateway.bus.subscribe(CommandEvent, downlink)
-    for module in (api, api_events, api_alarms, api_passes, api_people, api_site):
+    for module in (api, api_accounts, api_events, api_alarms, api_passes, api_people, api_site):
         app.include_router(module.router)
 
     @app.api_route(

@@ -1,5 +1,6 @@
 // The guard console's page: boots into the login (or first-run) screen, then the one-page console. Panels
 // live in their own modules; this one holds the session, the top bar, the tabs and the refresh timers.
+import { changeOwnPassword, renderAccounts, showAccounts } from "./accounts.js";
 import { ApiError, get, optional, post, onUnauthorized, setCsrf } from "./api.js";
 import { initAuth, showTab } from "./auth.js";
 import { loadAlarms, renderAlarms } from "./alarms.js";
@@ -115,12 +116,27 @@ async function refreshSite() {
   renderSite();
 }
 
+// The user menu: who is logged in, and "Change my password" (a <details>: opens without script).
 function renderUser() {
   const s = state.session;
-  clear($("#user"), icon("user"), h("span", { id: "user-name" }, s.username), h("span", { class: ["role", `role-${s.role}`], id: "user-role" }, t(`role.${s.role}`)));
+  clear(
+    $("#user"),
+    h(
+      "details",
+      { class: "user-menu", id: "user-menu" },
+      h("summary", { class: "user-summary", title: t("me.menu") }, icon("user"), h("span", { id: "user-name" }, s.username), h("span", { class: ["role", `role-${s.role}`], id: "user-role" }, t(`role.${s.role}`))),
+      h("div", { class: "menu" }, h("button", { type: "button", class: "menu-item", id: "me-password", onclick: () => { closeUserMenu(); changeOwnPassword(); } }, t("me.password"))),
+    ),
+  );
+}
+
+function closeUserMenu() {
+  $("#user-menu")?.removeAttribute("open");
 }
 
 function renderTabs() {
+  $("#tab-accounts").hidden = !isAdmin();
+  if (currentTab === "accounts" && !isAdmin()) currentTab = "visitor";
   for (const tab of document.querySelectorAll(".tab")) {
     const selected = tab.dataset.tab === currentTab;
     tab.setAttribute("aria-selected", String(selected));
@@ -129,6 +145,7 @@ function renderTabs() {
   if (currentTab === "visitor") renderVisitorForm();
   if (currentTab === "lookup") renderLookup();
   if (currentTab === "health") renderHealth();
+  if (currentTab === "accounts") renderAccounts();
 }
 
 function rerenderAll() {
@@ -172,8 +189,12 @@ function init() {
     tab.addEventListener("click", () => {
       currentTab = tab.dataset.tab;
       renderTabs();
+      if (currentTab === "accounts") showAccounts();
     });
   }
+  document.addEventListener("click", (ev) => {
+    if (!ev.target.closest?.("#user-menu")) closeUserMenu();
+  });
   $("#feed-all").addEventListener("change", (ev) => $("#feed").classList.toggle("quiet", !ev.target.checked));
   $("#alarm-strip").addEventListener("click", () => $("#alarms-panel").scrollIntoView({ behavior: "smooth" }));
   get("/api/session")

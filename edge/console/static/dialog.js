@@ -81,3 +81,56 @@ export function toast(message, kind = "ok") {
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 6000 : 3000);
 }
+
+// A dialog with input fields (or none: a confirmation). form({title, text, fields, danger, submit}):
+// fields are [{name, label, type, autocomplete}]; on confirm, `submit(values)` runs with the dialog still open
+// and returns an error text to show there (the dialog stays) or null (it closes). Resolves to true if
+// submitted, false if cancelled.
+export function form({ title, text = "", fields = [], danger = false, submit }) {
+  const dialog = $("#dialog");
+  return new Promise((resolve) => {
+    const inputs = fields.map((f) =>
+      h("input", { id: `dialog-${f.name}`, name: f.name, type: f.type ?? "text", autocomplete: f.autocomplete ?? "off", required: true, maxlength: 256, autocapitalize: "none", spellcheck: "false" }),
+    );
+    const error = h("p", { class: "dialog-error", role: "alert" });
+    const confirm = h("button", { type: "submit", class: ["btn", danger ? "btn-danger" : "btn-primary"], id: "dialog-confirm" }, t("dlg.confirm"));
+    const cancel = h("button", { type: "button", class: "btn btn-ghost", id: "dialog-cancel" }, t("dlg.cancel"));
+    let done = false;
+    const finish = (value) => {
+      if (done) return;
+      done = true;
+      dialog.close();
+      resolve(value);
+    };
+    const body = h(
+      "form",
+      {
+        method: "dialog",
+        class: ["dialog-body", danger && "dialog-danger"],
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const values = Object.fromEntries(inputs.map((input) => [input.name, input.value]));
+          confirm.disabled = true;
+          error.textContent = "";
+          const problem = await submit(values);
+          confirm.disabled = false;
+          if (problem) {
+            error.textContent = problem;
+            return;
+          }
+          finish(true);
+        },
+      },
+      h("h2", {}, title),
+      text ? h("p", { class: "dialog-text" }, text) : null,
+      fields.map((f, i) => h("label", { class: "field" }, h("span", { class: "field-label" }, f.label), inputs[i])),
+      error,
+      h("div", { class: "dialog-actions" }, cancel, confirm),
+    );
+    cancel.addEventListener("click", () => finish(false));
+    dialog.addEventListener("cancel", () => finish(false), { once: true });
+    clear(dialog, body);
+    dialog.showModal();
+    (inputs[0] ?? confirm).focus();
+  });
+}
