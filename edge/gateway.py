@@ -23,6 +23,7 @@ from typing import Any
 import sqlite_utils
 
 from drivers.reader import CredentialRead
+from edge.alarms import AlarmRecorder, AlarmStore
 from edge.clock import Clock, SystemClock
 from edge.config import GatewayConfig
 from edge.decision import AccessRequest, Decision, DecisionEngine, GatewayState
@@ -69,6 +70,10 @@ class Gateway:
         self._warned_no_pin_key = False
         self.passes = PassRuntime(config, self.site, self.bus, self.clock, self.db_path, self.spawn)
         self.stored_failures = 0
+        # Alarms kept until a guard acknowledges them (edge/alarms.py), recorded from start() on whether or not
+        # a console runs; the console reads and acknowledges them here.
+        self.alarms = AlarmStore(self.db_path, config.store.synchronous)
+        self.alarm_recorder: AlarmRecorder | None = None
         # The boot check's report when the database had to be restored (edge/store/recovery.py); while
         # `snapshot_wanted` is set, the cloud downlink asks for a fresh snapshot on every connect.
         self.recovery: Recovery | None = None
@@ -112,6 +117,7 @@ class Gateway:
             full=self.config.store.boot_check == "full",
             synchronous=self.config.store.synchronous,
         )
+        self.alarm_recorder = AlarmRecorder(self.alarms, self.bus)  # before anything can raise an alarm
         acl, modes, lockdown, pass_uses = await asyncio.to_thread(self._load)
         state = GatewayState(door_modes=modes, lockdown=lockdown, pass_uses=pass_uses)
         self.engine = DecisionEngine(self.site, acl, state)
@@ -182,6 +188,8 @@ class Gateway:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        if self.alarm_recorder is not None:  # stops with the event log's subscription; writes what is queued
+            await self.alarm_recorder.close()
         for runner in self.runners.values():
             runner.close()
         if self._io is not None:

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Cookie, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from edge.console.accounts import USERNAME, AccountStore, Role
-from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Session, Sessions, SetupCode
 from edge.console.settings import ConsoleSettings
 from edge.events import ConsoleEvent
@@ -38,8 +37,6 @@ class Console:
     setup: SetupCode
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when the server stops: streams end
-    alarms: AlarmStore | None = None
-    alarm_recorder: AlarmRecorder | None = None
     started_at: datetime | None = None
     started_mono: float = 0.0
     # The cloud link, once `menwei run` has started it (anything with a `connected` property), and when the

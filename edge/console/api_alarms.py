@@ -1,4 +1,7 @@
-"""The console's alarm endpoints: the alarms no guard has acknowledged yet, and acknowledging one."""
+"""The console's alarm endpoints: the alarms no guard has acknowledged yet, and acknowledging one.
+
+The gateway records them from its own start (edge/alarms.py), console or not; this only reads the list and
+acknowledges through the gateway's store."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, StringConstraints
 
-from edge.console.alarms import Alarm, AlarmStore
-from edge.console.api import Body, Console, ConsoleDep, Done, SessionDep
+from edge.alarms import Alarm
+from edge.console.api import Body, ConsoleDep, Done, SessionDep
 
 router = APIRouter(prefix="/api")
 
@@ -48,17 +51,13 @@ def _out(alarm: Alarm) -> AlarmOut:
     )
 
 
-def _store(console: Console) -> AlarmStore:
-    assert console.alarms is not None  # create_app sets it
-    return console.alarms
-
-
 @router.get("/alarms")
 async def alarms(_: SessionDep, console: ConsoleDep) -> list[AlarmOut]:
     """Alarms no guard has acknowledged yet, oldest first (cleared ones included until acknowledged)."""
-    if console.alarm_recorder is not None:
-        await console.alarm_recorder.flush()
-    return [_out(a) for a in await asyncio.to_thread(_store(console).open_alarms)]
+    recorder = console.gateway.alarm_recorder
+    if recorder is not None:  # every alarm published before this request is listed
+        await recorder.flush()
+    return [_out(a) for a in await asyncio.to_thread(console.gateway.alarms.open_alarms)]
 
 
 @router.post("/alarms/{alarm_id}/ack")
@@ -66,7 +65,7 @@ async def acknowledge(alarm_id: int, body: AckBody, session: SessionDep, console
     """Acknowledge an alarm (guard or admin), with an optional note; audited."""
     by = session.account.username
     now = console.gateway.clock.now()
-    alarm, done = await asyncio.to_thread(_store(console).acknowledge, alarm_id, by, body.note, now)
+    alarm, done = await asyncio.to_thread(console.gateway.alarms.acknowledge, alarm_id, by, body.note, now)
     if alarm is None:
         console.audit("ack_alarm", by, False, f"no alarm {alarm_id}")
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id}")

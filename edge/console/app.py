@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 
 from edge.console import api, api_accounts, api_alarms, api_events, api_passes, api_people, api_site
 from edge.console.accounts import AccountStore
-from edge.console.alarms import AlarmRecorder, AlarmStore
 from edge.console.api import Console
 from edge.console.auth import LoginThrottle, Sessions, SetupCode
 from edge.console.headers import SecurityHeaders
@@ -36,7 +35,6 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         summary="Doors, live events and operator actions on one gateway; works without the cloud.",
         version="0.1.0",
     )
-    alarms = AlarmStore(gateway.db_path, gateway.config.store.synchronous)
     app.state.console = Console(
         gateway=gateway,
         settings=settings,
@@ -45,8 +43,6 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
         throttle=LoginThrottle(gateway.clock, settings, settings.max_failures),
         client_throttle=LoginThrottle(gateway.clock, settings, settings.max_client_failures),
         setup=setup,
-        alarms=alarms,
-        alarm_recorder=AlarmRecorder(alarms, gateway.bus),
         started_at=gateway.clock.now(),
         started_mono=gateway.clock.monotonic(),
     )

@@ -122,7 +122,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "guard console alarms",
         (
-            # Alarms the guard console shows until a guard acknowledges them (edge.console.alarms), so a
+            # Alarms the guard console shows until a guard acknowledges them (edge.alarms), so a
             # restart does not lose one. A repeat of an open alarm (same kind, door, device) counts up.
             "CREATE TABLE console_alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,"
             " kind TEXT NOT NULL, door TEXT, device TEXT, detail TEXT NOT NULL,"

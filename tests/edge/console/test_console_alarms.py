@@ -1,5 +1,5 @@
-"""The console's alarms (kept until acknowledged, across a restart), people look-up, health, and face
-snapshot thumbnails; each for both roles, refusals included."""
+"""The console's alarms (recorded by the gateway whether a console runs or not, kept until acknowledged, across
+a restart), people look-up, health, and face snapshot thumbnails; each for both roles, refusals included."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,9 @@ import httpx
 import pytest
 
 from drivers.sim.door_controller import SimulatedDoorController
+from edge.alarms import KEEP_ACKNOWLEDGED, AlarmStore
 from edge.clock import ManualClock
 from edge.console import create_app
-from edge.console.alarms import KEEP_ACKNOWLEDGED, AlarmStore
 from edge.console.scan import SLICE
 from edge.console.snapshots import SNAPSHOT_DIR
 from edge.demo_data import ZHANG_CARD
@@ -108,12 +110,11 @@ async def test_an_unacknowledged_alarm_survives_a_restart(
     cfg = demo_config(tmp_path)
     gw = Gateway(cfg, build_devices(cfg), clock=clock)
     await gw.start()
-    first = create_app(gw, SETTINGS)  # records alarms from now on
+    create_app(gw, SETTINGS)  # a console on the first run too: it does not own the alarms
     gw.bus.publish(AlarmEvent(at=clock.now(), kind=AlarmKind.TAMPER, door_id="main-gate", detail="cover off"))
     gw.bus.publish(AlarmEvent(at=clock.now(), kind=AlarmKind.DEVICE_OFFLINE, device_id="sim-1"))
     gw.bus.publish(AlarmEvent(at=clock.now(), kind=AlarmKind.DEVICE_OFFLINE, device_id="sim-1", active=False))
-    await first.state.console.alarm_recorder.close()
-    await gw.stop()
+    await gw.stop()  # writes what is queued
 
     again = Gateway(cfg, build_devices(cfg), clock=clock)
     await again.start()
@@ -134,6 +135,79 @@ async def test_an_unacknowledged_alarm_survives_a_restart(
         ("device_offline", None, "sim-1", True),  # cleared, but still to be acknowledged
     ]
     assert [a.kind for a in AlarmStore(gw.db_path).open_alarms()] == ["tamper", "device_offline"]
+
+
+@asynccontextmanager
+async def first_admin(app: Any, caplog: pytest.LogCaptureFixture) -> AsyncIterator[httpx.AsyncClient]:
+    """A client logged in as the first admin, made with the setup code the new console logged."""
+    code = logged_setup_code(caplog)
+    async with client_for(app) as client:
+        setup = await client.post(
+            "/api/setup", json={"code": code, "username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert setup.status_code == 201, setup.text
+        client.headers["X-CSRF-Token"] = setup.json()["csrf_token"]
+        yield client
+
+
+async def test_alarms_of_a_gateway_that_ran_without_a_console_show_once_one_is_created(
+    tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edge.console.auth")
+    cfg = demo_config(tmp_path)
+    assert cfg.console is None
+    gw = Gateway(cfg, build_devices(cfg), clock=clock)  # no console at all on this run
+    await gw.start()
+    force_open(gw, "side-door", True)
+    force_open(gw, "side-door", False)
+    await gw.stop()
+
+    again = Gateway(cfg, build_devices(cfg), clock=clock)
+    await again.start()
+    try:
+        caplog.clear()
+        app = create_app(again, SETTINGS)  # the site adds a console later
+        async with first_admin(app, caplog) as client:
+            [alarm] = (await client.get("/api/alarms")).json()
+            assert (alarm["kind"], alarm["door_id"], alarm["cleared"]) == ("door_forced", "side-door", True)
+            ack = await client.post(
+                f"/api/alarms/{alarm['id']}/ack", json={"note": "seen on the morning shift"}
+            )
+            assert ack.status_code == 200
+            assert (await client.get("/api/alarms")).json() == []
+        acks = console_audits(again, "ack_alarm")
+    finally:
+        await again.stop()
+    assert [(a["by"], a["ok"], a["door"]) for a in acks] == [("admin", True, "side-door")]
+
+
+async def test_an_alarm_raised_before_the_console_was_created_shows(
+    tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edge.console.auth")
+    cfg = demo_config(tmp_path)
+    gw = Gateway(cfg, build_devices(cfg), clock=clock)
+    await gw.start()
+    try:
+        force_open(gw, "side-door", True)  # forced while the console is down or restarting; still open
+        controller = gw.devices.controllers["sim-1"]
+        assert isinstance(controller, SimulatedDoorController)
+        controller.go_offline("no answer on the bus")
+        app = create_app(gw, SETTINGS)
+        async with first_admin(app, caplog) as client:
+            listed = (await client.get("/api/alarms")).json()
+            assert [(a["kind"], a["door_id"], a["device_id"], a["cleared"]) for a in listed] == [
+                ("door_forced", "side-door", None, False),
+                ("device_offline", None, "sim-1", False),
+            ]
+            force_open(gw, "side-door", False)  # closed again and the controller back, with the console up
+            controller.come_back()
+            cleared = (await client.get("/api/alarms")).json()
+            assert [(a["id"], a["cleared"], a["count"]) for a in cleared] == [
+                (a["id"], True, 1) for a in listed
+            ]
+    finally:
+        await gw.stop()
 
 
 async def test_acknowledged_alarms_leave_the_table_after_a_week(

@@ -1,11 +1,17 @@
-"""Alarms the guard console shows until a guard acknowledges them, kept in SQLite (console_alarms) so that a
-restart of the gateway does not lose one that nobody has looked at yet.
+"""Alarms that wait until a guard acknowledges them, kept by the gateway itself in SQLite (the console_alarms
+table, named for the console that shows them) so that none is lost while the console is down or restarting,
+on a gateway without a console, or across a restart of the gateway.
+
+Gateway.start() starts the recorder right after the boot check, before any device, reader or the cloud link
+can raise an alarm; Gateway.stop() flushes it when the bus stops being persisted. The console only reads the
+list and acknowledges through the gateway's store (edge/console/api_alarms.py); the metrics and `menwei status`
+count what is still unacknowledged.
 
 Every active AlarmEvent on the bus (door forced or held, tamper, device offline, outbox overflow, fire
 alarm, unknown face, store restored, ...) opens an alarm; a repeat of one not yet acknowledged (same kind,
 door and device, cleared or not) counts up and is active again instead of piling up rows, so a flapping
-reader stays one line. The clearing event marks it cleared, but it stays until acknowledged: the guard must
-have seen it.
+reader stays one line. The clearing event (the door closed again, the controller back online) marks it
+cleared, but it stays until acknowledged: the guard must have seen it.
 
 Writes run in worker threads, one at a time and in bus order (one writer task), never on the loop.
 """
@@ -93,6 +99,17 @@ class AlarmStore:
         finally:
             db.close()
 
+    def open_count(self) -> int:
+        """How many alarms nobody has acknowledged yet (cleared ones included)."""
+        db = open_db(self.db_path, synchronous=self.synchronous)
+        try:
+            count: int = db.conn.execute(
+                "SELECT count(*) FROM console_alarms WHERE acknowledged_at IS NULL"
+            ).fetchone()[0]
+        finally:
+            db.close()
+        return count
+
     def open_alarms(self) -> list[Alarm]:
         """Unacknowledged alarms, oldest first."""
         db = open_db(self.db_path, synchronous=self.synchronous)
@@ -131,7 +148,7 @@ class AlarmStore:
 
 
 class AlarmRecorder:
-    """Subscribes to the bus and writes alarms in order from one background task."""
+    """Subscribes to the bus (from construction on) and writes alarms in order from one background task."""
 
     def __init__(self, store: AlarmStore, bus: EventBus) -> None:
         self.store = store
@@ -151,7 +168,7 @@ class AlarmRecorder:
             try:
                 await asyncio.to_thread(self.store.record, event)
             except Exception:  # a task boundary: the alarm is still in the event log
-                log.exception("could not record the %s alarm for the console", event.kind)
+                log.exception("could not record the %s alarm for acknowledgement", event.kind)
 
     async def flush(self) -> None:
         """Wait until every alarm published so far is written (tests, shutdown)."""
