@@ -19,6 +19,9 @@ attaches it (`attach_sync`): connected or not, the last acknowledged upload, and
 downlink applied (AccessListEvent on the bus). The access list's age survives a restart: until a new one
 comes, it is dated by the newest access_list event in the log, read once at the first scrape.
 
+The number of alarms no guard has acknowledged yet is counted in the gateway's alarm table at scrape time
+(one indexed count, in the server thread), so an acknowledgement in the console shows at the next scrape.
+
 The server listens on loopback only ([metrics] address): the figures name doors and devices, and whoever
 needs them remotely scrapes through an authenticated proxy or the node's agent.
 """
@@ -219,6 +222,7 @@ class GatewayCollector(Collector):
         yield online
 
         yield from self._outbox()
+        yield from self._alarms()
         yield from self._sync_lag()
         yield from self._face()
 
@@ -274,6 +278,17 @@ class GatewayCollector(Collector):
                 family.add_metric(
                     [reader, stage], _histogram(STAGE_BUCKETS, list(times.buckets)), sum_value=times.seconds
                 )
+        yield family
+
+    def _alarms(self) -> Iterator[Any]:
+        family = GaugeMetricFamily(
+            "menwei_alarms_unacknowledged",
+            "Alarms no guard has acknowledged yet, cleared ones included (absent if the store cannot be read).",
+        )
+        try:
+            family.add_metric([], self._gateway.alarms.open_count())
+        except (StoreError, sqlite3.Error):  # a scrape must not fail on a store that is busy or closing
+            log.debug("alarm count unavailable", exc_info=True)
         yield family
 
     def _outbox(self) -> Iterator[Any]:

@@ -7,7 +7,9 @@ checkpoint), the service state comes from `systemctl is-active`, and what only t
 Nothing here takes a lock the gateway waits for.
 
 Exit code: 0 healthy, 1 degraded (each reason listed under "problems"), 2 the config cannot be read
-(raised as ConfigError to edge/cli.py). No personal data is read: counts, ids and door names only.
+(raised as ConfigError to edge/cli.py). Alarms no guard has acknowledged yet (edge/alarms.py) are counted
+and degrade the gateway when it has a [console] to acknowledge them in; without one nobody can, so they are
+shown but do not keep it degraded for ever. No personal data is read: counts, ids and door names only.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Report:
     doors: dict[str, str] = field(default_factory=dict)
     outbox: dict[str, Any] = field(default_factory=dict)
     last_hour: dict[str, Any] = field(default_factory=dict)
+    alarms: dict[str, Any] = field(default_factory=dict)  # unacknowledged, still active, by kind
     backups: dict[str, Any] = field(default_factory=dict)
     live: dict[str, Any] | None = None  # from the metrics endpoint; None when not configured
     problems: list[str] = field(default_factory=list)
@@ -104,6 +107,14 @@ def gather(config: GatewayConfig, *, version: str, now: datetime | None = None) 
         except sqlite3.Error as err:
             report.database["error"] = str(err)
             report.problems.append(f"database unreadable: {err}")
+    waiting = report.alarms.get("unacknowledged", 0)
+    if waiting:
+        report.alarms["console"] = config.console is not None
+        if config.console is not None:
+            kinds = ", ".join(f"{k} {n}" for k, n in report.alarms["by_kind"].items())
+            report.problems.append(
+                f"{waiting} unacknowledged alarm(s) ({kinds}): acknowledge in the guard console"
+            )
     _backups(report, config, now)
     if config.metrics is not None:
         _live(report, f"http://{_host(config.metrics.address)}:{config.metrics.port}/metrics", config)
@@ -218,6 +229,8 @@ def _database(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
                 for door, mode in json.loads(value).items():
                     if door in report.doors and report.doors[door] != "lockdown":
                         report.doors[door] = str(mode)
+    if "console_alarms" in tables:
+        _alarms(report, conn)
     if "events" not in tables:
         return
     applied = conn.execute(
@@ -237,6 +250,23 @@ def _database(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
     _recent(report, conn, now)
 
 
+def _alarms(report: Report, conn: sqlite3.Connection) -> None:
+    """The alarms that wait for a guard (the partial index holds only those), cleared or not."""
+    by_kind: Counter[str] = Counter()
+    active = 0
+    for kind, n, still in conn.execute(
+        "SELECT kind, count(*), count(*) - count(cleared_at) FROM console_alarms"
+        " WHERE acknowledged_at IS NULL GROUP BY kind"
+    ):
+        by_kind[str(kind)] = n
+        active += still
+    report.alarms = {
+        "unacknowledged": by_kind.total(),
+        "active": active,
+        "by_kind": dict(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
 def _recent(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
     """Counts by result and reason over the last hour, read back from the end of the log (no index on
     time: events are appended in time order, so the scan stops at the first older one)."""
@@ -246,7 +276,7 @@ def _recent(report: Report, conn: sqlite3.Connection, now: datetime) -> None:
     alarms: Counter[str] = Counter()
     rows = conn.execute(
         "SELECT at, type, json_extract(payload, '$.granted'), json_extract(payload, '$.reason'),"
-        " json_extract(payload, '$.kind'), json_extract(payload, '$.active') FROM events"
+        " json_extract(payload, '$.alarm'), json_extract(payload, '$.active') FROM events"
         " WHERE type IN ('decision', 'alarm') ORDER BY seq DESC LIMIT ?",
         (RECENT_SCAN_LIMIT,),
     )
@@ -355,6 +385,14 @@ def _render(r: Report) -> Iterator[str]:
             + (f" ({denied})" if denied else "")
         )
         yield f"               alarms: {alarms}"
+    if r.alarms:
+        waiting = r.alarms["unacknowledged"]
+        kinds = ", ".join(f"{k} {n}" for k, n in r.alarms["by_kind"].items())
+        where = "" if r.alarms.get("console", True) else "; no [console] to acknowledge them"
+        yield (
+            f"  alarms       {waiting} unacknowledged"
+            + (f" ({kinds}; {r.alarms['active']} still active{where})" if waiting else "")
+        )
     b = r.backups
     if b.get("count"):
         age = _ago(

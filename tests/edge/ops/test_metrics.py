@@ -1,4 +1,5 @@
-"""Prometheus metrics: decisions, latency, outbox, access-list version and device states, scraped over HTTP
+"""Prometheus metrics: decisions, latency, outbox, access-list version, device states and unacknowledged alarms,
+scraped over HTTP
 from an in-process gateway and from a real `menwei run`; the endpoint stays on loopback."""
 
 from __future__ import annotations
@@ -102,6 +103,25 @@ async def test_device_online_follows_the_offline_alarms(served: tuple[Gateway, M
     await asyncio.sleep(0.05)
     m = await asyncio.to_thread(scrape, server.port)
     assert m[("menwei_device_online", (("device", "sim-1"),))] == 1
+
+
+async def test_unacknowledged_alarms_are_counted(served: tuple[Gateway, MetricsServer]) -> None:
+    gw, server = served
+    assert (await asyncio.to_thread(scrape, server.port))[("menwei_alarms_unacknowledged", ())] == 0
+    sim = gw.devices.controllers["sim-1"]
+    assert isinstance(sim, SimulatedDoorController)
+    door = gw.site.doors["side-door"]
+    assert door.contact_input is not None
+    sim.set_input(door.contact_input, True)  # forced
+    sim.set_input(door.contact_input, False)  # closed again: cleared, still unacknowledged
+    sim.go_offline()
+    sim.come_back()
+    assert gw.alarm_recorder is not None
+    await gw.alarm_recorder.flush()
+    assert (await asyncio.to_thread(scrape, server.port))[("menwei_alarms_unacknowledged", ())] == 2
+    first, _ = await asyncio.to_thread(gw.alarms.open_alarms)
+    await asyncio.to_thread(gw.alarms.acknowledge, first.id, "guard1", "", datetime.now(UTC))
+    assert (await asyncio.to_thread(scrape, server.port))[("menwei_alarms_unacknowledged", ())] == 1
 
 
 async def test_stop_detaches_from_the_gateway(served: tuple[Gateway, MetricsServer]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from drivers.reader import CredentialRead
 from drivers.sim.door_controller import SimulatedDoorController
 from edge.cli import main
-from edge.config import GatewayConfig, MetricsSection, load_config
+from edge.config import ConsoleSection, GatewayConfig, MetricsSection, load_config
 from edge.demo_data import LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.events import AccessListEvent
@@ -108,6 +108,50 @@ async def test_degraded_by_old_outbox_and_offline_device(running: tuple[Gateway,
     assert any(p.startswith("outbox:") for p in report.problems), report.problems
     assert "device sim-1 offline" in report.problems
     assert "DEGRADED" in report.render() and "sim-1 OFFLINE" in report.render()
+
+
+async def test_unacknowledged_alarms_are_counted_and_degrade_a_gateway_with_a_console(
+    running: tuple[Gateway, GatewayConfig],
+) -> None:
+    gw, cfg = running
+    sim = gw.devices.controllers["sim-1"]
+    assert isinstance(sim, SimulatedDoorController)
+    door = gw.site.doors["side-door"]
+    assert door.contact_input is not None
+    sim.set_input(door.contact_input, True)  # forced, and still open
+    sim.go_offline()
+    sim.come_back()  # back: cleared, but nobody has acknowledged it
+    assert gw.alarm_recorder is not None and gw.events is not None
+    await gw.alarm_recorder.flush()
+    await asyncio.to_thread(gw.events.flush)
+
+    # No [console]: nobody could acknowledge them, so they are shown but do not keep the gateway degraded.
+    report = await asyncio.to_thread(gather, cfg, version="9.9")
+    assert report.alarms == {
+        "unacknowledged": 2,
+        "active": 1,
+        "by_kind": {"device_offline": 1, "door_forced": 1},
+        "console": False,
+    }
+    assert report.problems == [], report.problems
+    assert report.last_hour["alarms"] == {"device_offline": 1, "door_forced": 1}  # raised, not cleared
+    assert "alarms       2 unacknowledged (device_offline 1, door_forced 1; 1 still active; no [console]" in (
+        report.render()
+    )
+
+    with_console = cfg.model_copy(update={"console": ConsoleSection()})
+    report = await asyncio.to_thread(gather, with_console, version="9.9")
+    assert report.exit_code == EXIT_DEGRADED
+    assert report.problems == [
+        "2 unacknowledged alarm(s) (device_offline 1, door_forced 1): acknowledge in the guard console"
+    ]
+    assert report.to_json()["alarms"]["unacknowledged"] == 2
+
+    for alarm in await asyncio.to_thread(gw.alarms.open_alarms):
+        await asyncio.to_thread(gw.alarms.acknowledge, alarm.id, "guard1", "", datetime.now(UTC))
+    report = await asyncio.to_thread(gather, with_console, version="9.9")
+    assert report.problems == [] and report.alarms["unacknowledged"] == 0
+    assert "alarms       0 unacknowledged" in report.render()
 
 
 async def test_backups_are_listed_and_a_stale_one_degrades(running: tuple[Gateway, GatewayConfig]) -> None:
