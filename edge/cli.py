@@ -5,6 +5,7 @@ menwei demo [--for SECONDS]      the real gateway with simulated devices, throug
 menwei validate-config FILE      check a config file; exit 2 with one line per problem
 menwei audit verify --config F   check the event log's hash chain; names the first broken link
 menwei face enroll DIR --config F --pack D   enrol face photos (edge/face/cli.py)
+menwei console admin NAME --config F   create an admin or reset a lost password (edge/ops/console_admin.py)
 menwei firmware update --port P RELEASE      update a door-controller board (firmware-bridge/cli.py)
 menwei status --config F [--json]   one screen of health; exit 0 healthy, 1 degraded (edge/ops/status.py)
 menwei diagnostics --config F [--out PATH]   a support bundle with no personal data (edge/ops/diagnostics.py)
@@ -72,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     from edge.face.cli import add_parser as add_face_parser
 
     add_face_parser(sub)
+    from edge.ops.console_admin import add_parser as add_console_parser
+
+    add_console_parser(sub)
     from firmware_bridge.cli import add_parser as add_firmware_parser
 
     add_firmware_parser(sub)
@@ -101,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             return _audit(args.config, args.db)
         if args.command == "run":
             return _run(args.config)
+        if args.command == "console":
+            from edge.ops.console_admin import console_main
+
+            return console_main(args)
         if args.command == "face":
             from edge.face.cli import face_main
 
