@@ -24,9 +24,7 @@ def face_readers(config: GatewayConfig) -> dict[str, Reader]:
     face = config.face
     if not cameras or face is None:
         return {}
-    missing = [
-        m for m in ("cv2", "onnxruntime", "insightface", "onnx") if importlib.util.find_spec(m) is None
-    ]
+    missing = [m for m in ("cv2", "onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
             f"face-camera readers need {', '.join(missing)}, which is not installed "

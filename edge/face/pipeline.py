@@ -175,11 +175,15 @@ class _Recognizer:
         import onnxruntime
 
         spec = pack.manifest.recognizer
+        graph = _recognizer_graph(pack.recognizer_path)
         self._session = onnxruntime.InferenceSession(
-            _recognizer_graph(pack.recognizer_path),
-            sess_options=session_options(tuning),
-            providers=["CPUExecutionProvider"],
+            graph, sess_options=session_options(tuning), providers=["CPUExecutionProvider"]
         )
+        if isinstance(graph, bytes) and getattr(self._session, "_model_bytes", None) is graph:
+            # onnxruntime's Python session keeps a model given as bytes for as long as it lives (~11 MB here;
+            # its own comment calls that bad), only to rebuild itself with other providers, which we never do.
+            self._session._model_bytes = None
+        del graph
         first = self._session.get_inputs()[0]
         self._input: str = first.name
         self._output: str = self._session.get_outputs()[0].name

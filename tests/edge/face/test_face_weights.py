@@ -93,6 +93,9 @@ def test_sface_embeddings_do_not_change(models_dir: Path, labelled_photos: list[
     model = onnx.load(str(pack.recognizer_path))
     assert split_dequantized_gemms(model) == 1  # the 128 x 50,176 fully connected layer
     pipeline = FacePipeline(pack)  # builds its session from the split graph
+    assert (
+        getattr(pipeline._recognizer._session, "_model_bytes", None) is None
+    )  # not kept for the session's life
     original = onnxruntime.InferenceSession(
         str(pack.recognizer_path), sess_options=session_options(Tuning()), providers=["CPUExecutionProvider"]
     )
