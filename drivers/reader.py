@@ -26,6 +26,11 @@ class ReaderCondition(StrEnum):
     TAMPER = "tamper"  # the reader reports its enclosure opened or its wiring cut
 
 
+class CaptureError(RuntimeError):
+    """A reader cannot hand its next read to a caller: another capture is already waiting for it, or the
+    reader stopped while one was."""
+
+
 # (reader id, condition, active, detail)
 ConditionCallback = Callable[[str, ReaderCondition, bool, str], None]
 

@@ -10,7 +10,11 @@ into view, and again only after it has been out of view for `forget_after` secon
 one decision and a visitor who steps back and shows it again is decided again.
 
 A live source that fails to open or stops delivering frames is reported offline and re-opened with capped
-backoff; a file or folder source ends the reader when it runs out (used by tests, the demo and replays).
+backoff; a file or folder source ends the reader when it runs out (used by tests, the demo and replays). A
+spool folder (SpoolFolderSource) is live: images dropped into it are frames, as long as the reader runs.
+
+The console can take the next code the camera reads for a check instead of the door (`capture_next`, in
+drivers.qr.threaded).
 """
 
 from __future__ import annotations
@@ -94,6 +98,36 @@ class ImageFolderSource:
 
     def close(self) -> None:
         self._files.clear()
+
+
+class SpoolFolderSource:
+    """A folder that images are dropped into (whole: written elsewhere, then renamed in), as a camera that
+    uploads snapshots does: each new image is one frame and is then deleted; while none waits, the scene is
+    empty. Live: it never runs out; a folder that disappears is a failure (offline, retried)."""
+
+    live = True
+
+    def __init__(self, path: Path) -> None:
+        import cv2
+        import numpy as np
+
+        if not path.is_dir():
+            raise OSError(f"no such folder: {path}")
+        self._cv2: Any = cv2
+        self._path = path
+        self._empty: MatLike = np.full((64, 64, 3), 128, dtype=np.uint8)  # nothing in view, cheap to decode
+
+    def read(self) -> MatLike:
+        for file in sorted(p for p in self._path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            frame = self._cv2.imread(str(file))
+            file.unlink(missing_ok=True)
+            if frame is not None:
+                return frame  # type: ignore[no-any-return]
+            log.warning("%s: not a readable image, dropped", file)
+        return self._empty
+
+    def close(self) -> None:
+        pass
 
 
 def shown(spec: int | str | Path) -> int | str | Path:

@@ -1,6 +1,11 @@
 """What every QR pass reader shares: a blocking read loop in its own thread, scanned text handed to the event
 loop, a device fault logged once (then at debug while it lasts, and "recovered" at info), and feedback kept
-for diagnostics. The camera and the scanners differ only in their read loop (`_run`)."""
+for diagnostics. The camera and the scanners differ only in their read loop (`_run`).
+
+A read normally goes to the gateway (the door's decision). `capture_next` diverts the reader's next read to
+one waiting caller instead (the guard console's "check with the gate camera": a dry run, nothing used): the
+capture thread looks at one attribute per read, and only when a capture is pending does the read take the
+loop-side detour that resolves it; the read after it goes to the door again."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass
 
-from drivers.reader import CredentialRead, Reader
+from drivers.reader import CaptureError, CredentialRead, Reader
 from edge.model import CredentialKind
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,8 @@ class ThreadedPassReader(Reader):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._faulted = False
         self.feedback_log: deque[Feedback] = deque(maxlen=100)
+        # Set and cleared on the loop only; the capture thread only reads it.
+        self._pending_capture: asyncio.Future[CredentialRead] | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -40,6 +47,10 @@ class ThreadedPassReader(Reader):
         self._thread.start()
 
     async def stop(self) -> None:
+        pending = self._pending_capture
+        if pending is not None and not pending.done():
+            pending.set_exception(CaptureError(f"{self.id}: the reader stopped"))
+        self._pending_capture = None
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -58,6 +69,36 @@ class ThreadedPassReader(Reader):
         self.feedback_log.append(Feedback(granted, reason))
         log.info("%s: pass %s (%s)", self.id, "granted" if granted else "refused", reason)
 
+    def capture_next(self) -> asyncio.Future[CredentialRead]:
+        """The next read of this reader, handed to the caller instead of the gateway (no decision, nothing
+        used). Call on the event loop. Cancel the future to give up (a timeout, a request gone away): reads go
+        to the door again at once. Raises CaptureError while another capture is pending; the future
+        fails with it if the reader stops first."""
+        if self._pending_capture is not None and not self._pending_capture.done():
+            raise CaptureError(f"{self.id}: another check is already waiting for this reader")
+        future: asyncio.Future[CredentialRead] = asyncio.get_running_loop().create_future()
+        self._pending_capture = future
+        future.add_done_callback(self._capture_done)
+        return future
+
+    @property
+    def capturing(self) -> bool:
+        return self._pending_capture is not None and not self._pending_capture.done()
+
+    def _capture_done(self, future: asyncio.Future[CredentialRead]) -> None:
+        if self._pending_capture is future:  # resolved, cancelled or failed: the door has the reader back
+            self._pending_capture = None
+
+    def _deliver(self, read: CredentialRead) -> None:
+        """On the loop, for a read made while a capture was pending: to the capture if it still waits,
+        otherwise (cancelled in the meantime, or a second code in the same frame) to the gateway."""
+        future = self._pending_capture
+        if future is not None and not future.done():
+            self._pending_capture = None
+            future.set_result(read)
+        else:
+            self._on_credential(read)
+
     @abstractmethod
     def _run(self) -> None:
         """Read until stopped, handing each scanned text to _hand_over. Runs in the reader's own thread."""
@@ -66,7 +107,10 @@ class ThreadedPassReader(Reader):
         text = text.strip()
         if text and self._loop is not None:
             read = CredentialRead(self.id, CredentialKind.PASS, text)
-            self._loop.call_soon_threadsafe(self._on_credential, read)
+            if self._pending_capture is None:  # the hot path: one attribute read more than before
+                self._loop.call_soon_threadsafe(self._on_credential, read)
+            else:
+                self._loop.call_soon_threadsafe(self._deliver, read)
 
     def _fault(self, why: str) -> None:
         if not self._faulted:
