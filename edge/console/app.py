@@ -12,7 +12,16 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.staticfiles import StaticFiles
 
-from edge.console import api, api_accounts, api_alarms, api_events, api_passes, api_people, api_site
+from edge.console import (
+    api,
+    api_accounts,
+    api_alarms,
+    api_camera,
+    api_events,
+    api_passes,
+    api_people,
+    api_site,
+)
 from edge.console.accounts import AccountStore
 from edge.console.api import Console
 from edge.console.auth import LoginThrottle, Sessions, SetupCode
@@ -53,7 +62,7 @@ def create_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
 
     gateway.bus.subscribe(AccessListEvent, downlink)
     gateway.bus.subscribe(CommandEvent, downlink)
-    for module in (api, api_accounts, api_events, api_alarms, api_passes, api_people, api_site):
+    for module in (api, api_accounts, api_events, api_alarms, api_passes, api_camera, api_people, api_site):
         app.include_router(module.router)
 
     @app.api_route(

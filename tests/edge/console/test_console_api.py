@@ -183,6 +183,8 @@ async def test_openapi_documents_every_endpoint(anon: httpx.AsyncClient) -> None
         "/api/alarms",
         "/api/alarms/{alarm_id}/ack",
         "/api/passes/check",
+        "/api/passes/check-camera",
+        "/api/passes/cameras",
         "/api/passes",
         "/api/visitors",
         "/api/people",
