@@ -5,37 +5,79 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import sqlite3
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from edge.console.api import ConsoleDep, SessionDep
-from edge.console.snapshots import snapshot_name, snapshot_path, with_snapshot
+from edge.console.api import Console, ConsoleDep, SessionDep
+from edge.console.recent import DbReader, RecentEvents
+from edge.console.snapshots import snapshot_name, snapshot_path
 from edge.console.stream import sse_events
 from edge.gateway import Gateway
-from edge.store.db import open_db
 
 router = APIRouter(prefix="/api")
 
+RING, RING_STARTING = "recent_events", "recent_events_starting"  # keys in Console.caches
 
-@router.get("/events")
-async def events(_: SessionDep, console: ConsoleDep, limit: int = 100) -> list[dict[str, Any]]:
-    """The most recent stored events, newest first (at most 1000)."""
+
+@router.get("/events", response_model=list[dict[str, Any]])
+async def events(
+    _: SessionDep,
+    console: ConsoleDep,
+    limit: int = 100,
+    before: Annotated[int | None, Query(description="Only events with a lower seq (paging back).")] = None,
+) -> Response:
+    """The most recent stored events, newest first (at most 1000); with `before`, those older than that seq.
+    Each is {"seq": ..., "event": <the stored record>}. Answered from memory (edge/console/recent.py); only
+    pages reaching further back than the latest ~1000 events read the database."""
     if not 1 <= limit <= 1000:
         raise HTTPException(422, "limit must be 1..1000")
-    return await asyncio.to_thread(_recent, console.gateway, limit)
+    if before is not None and before < 1:
+        raise HTTPException(422, "before must be a seq (1 or more)")
+    ring = await recent_events(console)
+    return Response(await ring.page(limit, before), media_type="application/json")
 
 
-def _recent(gw: Gateway, limit: int) -> list[dict[str, Any]]:
-    db = open_db(gw.db_path, synchronous=gw.config.store.synchronous)
+async def recent_events(console: Console) -> RecentEvents:
+    """The console's ring of recent events, started (filled from SQLite, fed by the event log) on first use:
+    at start-up by ConsoleServer, else by the first request."""
+    ring = console.caches.get(RING)
+    if isinstance(ring, RecentEvents):
+        return ring
+    starting = console.caches.get(RING_STARTING)
+    if not isinstance(starting, asyncio.Task):
+        starting = asyncio.get_running_loop().create_task(_start_ring(console))
+        console.caches[RING_STARTING] = starting
     try:
-        rows = db.conn.execute(
-            "SELECT seq, payload FROM events ORDER BY seq DESC LIMIT ?", (limit,)
-        ).fetchall()
+        return await asyncio.shield(starting)
     finally:
-        db.close()
-    return [{"seq": seq, "event": with_snapshot(json.loads(payload))} for seq, payload in rows]
+        if starting.done():
+            console.caches.pop(RING_STARTING, None)
+
+
+async def _start_ring(console: Console) -> RecentEvents:
+    events_log = console.gateway.events
+    if events_log is None or events_log.closed:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the gateway's event log is not running")
+    ring = RecentEvents(DbReader(console.gateway.db_path))
+    try:
+        await ring.start(events_log)
+    except BaseException:
+        ring.stop()
+        await ring.reader.close()
+        raise
+    console.caches[RING] = ring
+    return ring
+
+
+async def close_recent_events(console: Console) -> None:
+    """Stop the ring's feed and close its database connection (the console is stopping)."""
+    ring = console.caches.pop(RING, None)
+    if isinstance(ring, RecentEvents):
+        ring.stop()
+        await ring.reader.close()
 
 
 @router.get(
@@ -46,7 +88,8 @@ def _recent(gw: Gateway, limit: int) -> list[dict[str, Any]]:
 async def thumbnail(seq: int, session: SessionDep, console: ConsoleDep) -> Response:
     """The face snapshot an event refers to (an unknown face or a spoof attempt); 404 if it has none or the
     picture has been deleted by retention. Logged-in staff only; never cached by the browser."""
-    picture = await asyncio.to_thread(_snapshot_of, console.gateway, seq)
+    ring = await recent_events(console)
+    picture = await ring.reader.run(lambda conn: _snapshot_of(conn, console.gateway, seq))
     if picture is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no face snapshot for event {seq}")
     # Audited once per session and snapshot: the feed shows thumbnails again on every reload.
@@ -60,12 +103,8 @@ async def thumbnail(seq: int, session: SessionDep, console: ConsoleDep) -> Respo
     return Response(picture, media_type="image/jpeg")
 
 
-def _snapshot_of(gw: Gateway, seq: int) -> bytes | None:
-    db = open_db(gw.db_path, synchronous=gw.config.store.synchronous)
-    try:
-        row = db.conn.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()
-    finally:
-        db.close()
+def _snapshot_of(conn: sqlite3.Connection, gw: Gateway, seq: int) -> bytes | None:
+    row = conn.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()
     name = snapshot_name(json.loads(row[0])) if row else None
     path = snapshot_path(gw.config.gateway.data_dir, name) if name else None
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
+import time
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
@@ -12,7 +14,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from edge.console.api import ConsoleDep, SessionDep
+from edge.console.api import Console, ConsoleDep, SessionDep
 from edge.errors import StoreError
 from edge.gateway import Gateway
 from edge.model import DoorMode
@@ -22,7 +24,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api")
 
 
+@functools.cache
 def software_version() -> str:
+    """The installed menwei's version (read once: importlib.metadata scans the installed packages, ~0.25 ms)."""
     try:
         return version("menwei")
     except PackageNotFoundError:
@@ -99,7 +103,7 @@ async def health(_: SessionDep, console: ConsoleDep) -> HealthOut:
     """Sync with the cloud, devices and clock, for the booth's status bar."""
     gw = console.gateway
     engine = gw.engine
-    depth, oldest = await asyncio.to_thread(_outbox, gw)
+    depth, oldest = await _outbox_figures(console)
     now, mono = gw.clock.now(), gw.clock.monotonic()
     cloud = console.cloud
     devices = [
@@ -127,6 +131,35 @@ async def health(_: SessionDep, console: ConsoleDep) -> HealthOut:
         clock_trusted=distrust is None,
         clock_detail=distrust,
     )
+
+
+# How long the outbox figures of GET /api/health are reused. The booth polls health every few seconds, so each
+# request hitting SQLite (a worker thread, the event log's shared reader connection, a count over the unsent
+# events) cost the doors for nothing; a few seconds' staleness shows nothing a guard would act on.
+OUTBOX_FIGURES_SECONDS = 2.0
+_OUTBOX = "outbox_figures"  # key in Console.caches: (monotonic when read, the figures)
+
+
+async def _outbox_figures(console: Console) -> tuple[int, datetime | None]:
+    """The outbox's depth and oldest unsent event, read at most once every OUTBOX_FIGURES_SECONDS; requests
+    arriving while a read is under way share it."""
+    cached = console.caches.get(_OUTBOX)
+    now = time.monotonic()
+    if isinstance(cached, tuple) and now - cached[0] < OUTBOX_FIGURES_SECONDS:
+        figures: tuple[int, datetime | None] = cached[1]
+        return figures
+    reading = console.caches.get(_OUTBOX + "_reading")
+    if not isinstance(reading, asyncio.Future):
+        reading = asyncio.ensure_future(asyncio.to_thread(_outbox, console.gateway))
+        console.caches[_OUTBOX + "_reading"] = reading
+    try:
+        figures = await asyncio.shield(reading)
+    finally:
+        if reading.done() and console.caches.get(_OUTBOX + "_reading") is reading:
+            del console.caches[_OUTBOX + "_reading"]
+            if not reading.cancelled() and reading.exception() is None:
+                console.caches[_OUTBOX] = (now, reading.result())
+    return figures
 
 
 def _outbox(gw: Gateway) -> tuple[int, datetime | None]:

@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge.config import ConsoleSection
+from edge.console.api_events import close_recent_events, recent_events
 from edge.console.app import create_app
 from edge.console.settings import ConsoleSettings
 from edge.errors import ConfigError
@@ -130,6 +131,8 @@ class ConsoleServer:
         sock = _bind(section.address, section.port)
         try:
             self.app = self._app_factory(self.gateway, settings_from(section))
+            # The recent events are in memory before the first guard asks (edge/console/recent.py).
+            await recent_events(self.app.state.console)
             config = uvicorn.Config(
                 self.app,
                 log_config=None,  # the gateway's logging stays as it is
@@ -146,6 +149,8 @@ class ConsoleServer:
             self._task.add_done_callback(_ended)
         except BaseException:
             sock.close()
+            if self.app is not None:
+                await close_recent_events(self.app.state.console)
             raise
         host, port = sock.getsockname()[:2]
         self.listening = Listening(host, port, context is not None)
@@ -167,6 +172,8 @@ class ConsoleServer:
         if self._task is not None:
             task, self._task = self._task, None
             await task
+        if self.app is not None:
+            await close_recent_events(self.app.state.console)
 
 
 def _ended(task: asyncio.Task[None]) -> None:

@@ -46,7 +46,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,6 +122,8 @@ class _Stop:
 
 
 _Item = list[_Pending] | _Barrier | _Stop
+# A committed batch, in seq order: (seq, payload as the exact stored JSON text) per event.
+CommitListener = Callable[[list[tuple[int, str]]], None]
 
 _INSERT = (
     "INSERT INTO events (seq, id, at, type, door, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -153,6 +155,7 @@ class EventLog:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._put_lock = threading.Lock()
         self._closed = False
+        self._listeners: list[CommitListener] = []
         started: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._run, args=(synchronous, started), name="event-log-writer", daemon=True
@@ -215,6 +218,20 @@ class EventLog:
     def closed(self) -> bool:
         return self._closed
 
+    def on_commit(self, listener: CommitListener) -> Callable[[], None]:
+        """Call `listener` with the (seq, payload) of every batch committed from now on, on the writer thread,
+        right after COMMIT and before the batch's futures resolve; returns a function that removes it. It must
+        be quick and thread-safe; an exception from it is logged and changes nothing else (the console's
+        recent-events ring: edge/console/recent.py)."""
+        with self._put_lock:
+            self._listeners = [*self._listeners, listener]
+
+        def remove() -> None:
+            with self._put_lock:
+                self._listeners = [f for f in self._listeners if f is not listener]
+
+        return remove
+
     def _put(self, item: _Item) -> None:
         with self._put_lock:
             if self._closed:
@@ -276,6 +293,14 @@ class EventLog:
                 failure.__cause__ = err
                 pending.future.set_exception(failure)
             return
+        listeners = self._listeners  # replaced, never changed in place: no lock needed to read it
+        if listeners:
+            committed = [(event.seq, pending.payload) for pending, event in zip(batch, stored, strict=True)]
+            for listener in listeners:
+                try:
+                    listener(committed)
+                except Exception:
+                    log.exception("event log: a commit listener failed")
         for pending, event in zip(batch, stored, strict=True):
             pending.future.set_result(event)
 
