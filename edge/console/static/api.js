@@ -31,7 +31,8 @@ function detailOf(data, status) {
   return `HTTP ${status}`;
 }
 
-export async function request(method, path, body = undefined) {
+// `signal` (an AbortSignal) gives up a request: it throws an ApiError with status 0 and detail "aborted".
+export async function request(method, path, body = undefined, signal = undefined) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
@@ -43,9 +44,10 @@ export async function request(method, path, body = undefined) {
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
       cache: "no-store",
+      signal,
     });
   } catch {
-    throw new ApiError(0, "network");
+    throw new ApiError(0, signal?.aborted ? "aborted" : "network");
   }
   const data = await response.json().catch(() => null);
   if (response.status === 401 && !["/api/login", "/api/setup", "/api/session"].includes(path)) {
@@ -56,7 +58,7 @@ export async function request(method, path, body = undefined) {
 }
 
 export const get = (path) => request("GET", path);
-export const post = (path, body = {}) => request("POST", path, body);
+export const post = (path, body = {}, signal = undefined) => request("POST", path, body, signal);
 
 // For a panel whose endpoint a gateway may not have: null on 404 (the panel hides itself).
 export async function optional(path) {

@@ -11,7 +11,7 @@ import { render as renderFeed, startFeed, stopFeed } from "./feed.js";
 import { loadHealth, renderHealth } from "./health.js";
 import { applyStatic, onLangChange, t, toggleLang } from "./i18n.js";
 import { renderLookup } from "./lookup.js";
-import { initPassCheck, refocus, rerender as renderPass } from "./passcheck.js";
+import { initPassCheck, loadCameras, refocus, rerender as renderPass } from "./passcheck.js";
 import { emit, errorText, isAdmin, on, state } from "./state.js";
 import { renderVisitorForm } from "./visitors.js";
 
@@ -35,7 +35,7 @@ async function showMain(session) {
   $("#main").hidden = false;
   document.body.dataset.role = session.role;
   renderUser();
-  await Promise.all([loadSite(), loadDoors(), loadNames()].map((p) => p.catch(report)));
+  await Promise.all([loadSite(), loadDoors(), loadNames(), loadCameras()].map((p) => p.catch(report)));
   renderSite();
   renderTabs();
   await Promise.all([loadAlarms(), loadHealth()].map((p) => p.catch(report)));

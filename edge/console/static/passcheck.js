@@ -2,7 +2,11 @@
 // presses Enter. The field keeps the focus (a click elsewhere on the page gives it back) so a scan is never
 // typed into nothing. The check (POST /api/passes/check) uses nothing; "admit at door" presents the pass at
 // a door for real (one use, a decision, the door released).
-import { ApiError, post } from "./api.js";
+// With a QR camera reader at a gate, "scan with gate camera" (POST /api/passes/check-camera) takes the next
+// code that camera reads for the same check instead of its door; the guard can cancel the wait. The token
+// stays on the gateway, so a camera result offers no "admit at" buttons: the visitor shows it to the camera
+// again and the door decides.
+import { ApiError, optional, post } from "./api.js";
 import { dialogOpen, toast } from "./dialog.js";
 import { $, clear, h, icon } from "./dom.js";
 import { code, t } from "./i18n.js";
@@ -12,6 +16,9 @@ import { doorName, errorText, on, state } from "./state.js";
 let lastToken = null;
 let lastResult = null;
 let available = true;
+let cameras = []; // GET /api/passes/cameras
+let waiting = null; // {camera, abort: AbortController} while a camera check waits
+const CAMERA_TIMEOUT_S = 15;
 
 export function initPassCheck() {
   const form = $("#scan-form");
@@ -20,6 +27,7 @@ export function initPassCheck() {
     ev.preventDefault();
     const token = input.value.trim();
     input.value = "";
+    if (token) waiting?.abort.abort(); // a hand-held scan replaces a camera check still waiting
     if (token) check(token);
     input.focus();
   });
@@ -44,6 +52,66 @@ export function refocus() {
   const input = $("#scan");
   if (!input || !available || $("#main").hidden || dialogOpen()) return;
   if (!wantsKeys(document.activeElement)) input.focus({ preventScroll: true });
+}
+
+export async function loadCameras() {
+  cameras = (await optional("/api/passes/cameras")) ?? [];
+  renderCameraButtons();
+}
+
+function renderCameraButtons() {
+  const box = $("#camera-scan");
+  box.hidden = cameras.length === 0 || !available;
+  clear(
+    box,
+    cameras.map((cam) =>
+      h(
+        "button",
+        { type: "button", class: "btn btn-camera", dataset: { camera: cam.id }, disabled: Boolean(waiting), onclick: () => checkWithCamera(cam) },
+        icon("qr"),
+        cameras.length === 1 ? t("pass.camera") : t("pass.camera_at", { door: doorName(cam.door_id) || cam.id }),
+      ),
+    ),
+  );
+}
+
+async function checkWithCamera(cam) {
+  if (waiting) return;
+  waiting = { camera: cam, abort: new AbortController() };
+  renderCameraButtons();
+  renderWaiting();
+  let result = null;
+  try {
+    result = await post("/api/passes/check-camera", { reader_id: cam.id, timeout_s: CAMERA_TIMEOUT_S }, waiting.abort.signal);
+  } catch (err) {
+    const cancelled = waiting.abort.signal.aborted;
+    waiting = null;
+    renderCameraButtons();
+    rerender();
+    if (cancelled) return;
+    if (err instanceof ApiError && err.status === 504) toast(t("pass.camera_timeout", { seconds: CAMERA_TIMEOUT_S }), "error");
+    else if (err instanceof ApiError && err.status === 409 && /already waiting/.test(err.detail)) toast(t("pass.camera_busy"), "error");
+    else toast(errorText(err, t), "error");
+    return;
+  }
+  waiting = null;
+  renderCameraButtons();
+  lastToken = null; // the token stays on the gateway
+  lastResult = result;
+  if (result.pass) state.names.set(result.pass.id, result.pass.visitor);
+  renderResult(result, null);
+}
+
+function renderWaiting() {
+  const box = $("#pass-result");
+  box.className = "pass-result pass-waiting-box";
+  delete box.dataset.valid;
+  const cam = waiting.camera;
+  clear(
+    box,
+    h("p", { class: "pass-waiting" }, icon("qr", "icon pass-waiting-icon"), t("pass.camera_waiting", { door: doorName(cam.door_id) || cam.id })),
+    h("button", { type: "button", class: "btn btn-ghost pass-camera-cancel", onclick: () => waiting?.abort.abort() }, t("pass.camera_cancel")),
+  );
 }
 
 function renderIdle() {
@@ -73,7 +141,9 @@ async function check(token, doorId = null) {
 }
 
 export function rerender() {
-  if (lastResult) renderResult(lastResult, null);
+  renderCameraButtons();
+  if (waiting) renderWaiting();
+  else if (lastResult) renderResult(lastResult, null);
   else renderIdle();
 }
 
@@ -105,7 +175,10 @@ function renderResult(result, admittedAt) {
       admittedOk ? t("pass.admitted", { door: doorName(admittedAt) }) : t("pass.admit_refused", { reason }),
     );
   }
-  const doors = valid && !admittedAt ? admitDoors(p) : [];
+  const doors = valid && !admittedAt && !result.reader_id ? admitDoors(p) : [];
+  const source = result.reader_id
+    ? h("p", { class: "pass-source" }, t("pass.camera_read", { door: doorName(result.door_id) || result.reader_id }))
+    : null;
   clear(
     box,
     h(
@@ -115,6 +188,7 @@ function renderResult(result, admittedAt) {
       h("span", { class: "verdict-text" }, valid ? t("pass.valid") : t("pass.invalid")),
     ),
     h("p", { class: "pass-reason" }, reason),
+    source,
     facts,
     admitted,
     doors.length
