@@ -22,7 +22,10 @@ now), and it must be later than the last-known-good time (only forward).
 
 Nothing here touches the disk on the hot path. State that must survive a restart (the last-known-good time,
 the use ledger, the trust list) is written from a single background flush, latest value wins, so writes
-never reorder and a burst of grants costs one write.
+never reorder and a burst of grants costs one write. The use ledger is the one durable record of pass uses
+(the decision engine's totals are derived from it at start): a use upserts only its (pass, gateway) row
+(edge.store.use_store), so the write does not grow with the ledger, and housekeeping forgets the counts of
+passes that can never be used again (UseLedger.expired), so the ledger does not grow for ever.
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ from edge.passes.errors import PassError
 from edge.passes.events import PassUseEvent
 from edge.passes.issue import PassSigner
 from edge.passes.trust import TrustedKey, TrustList
-from edge.passes.uses import STATE_KEY as LEDGER_KEY
-from edge.passes.uses import UseLedger, UseReport
+from edge.passes.uses import LedgerChanges, Row, UseLedger, UseReport
 from edge.passes.verify import REASONS, PassVerifier, fingerprint
 from edge.passes.walkin import WalkInDesk
 from edge.secrets import read_secret_bytes
@@ -58,6 +60,7 @@ from edge.store.db import open_db, transaction
 from edge.store.revocation_store import forget_revocations, load_revocations
 from edge.store.state import get_state, put_state
 from edge.store.trust_store import load_trusted_keys, save_trusted_keys
+from edge.store.use_store import load_legacy, load_use_rows, move_legacy, save_use_rows
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ HOUSEKEEPING_SECONDS = 60.0
 # minutes rather than every minute, for the SD card's sake.
 LKG_PERSIST_STEP = timedelta(minutes=10)
 REVOCATIONS = "revocations"
+LEDGER = "ledger"
 
 
 class PassRuntime:
@@ -108,6 +112,10 @@ class PassRuntime:
         self._dirty: set[str] = set()
         self._flushing = False
         self._persisted_lkg: datetime | None = None
+        self._access_list: Callable[[], AccessList] | None = None
+        self._verified: tuple[str, datetime] | None = None  # the last verified token's (pass id, expiry)
+        self._ledger_in_flight: LedgerChanges | None = None
+        self.rows_written = 0  # use-count rows changed by this runtime's writes (tests, bench)
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -116,11 +124,12 @@ class PassRuntime:
     ) -> None:
         """Load the trust list, last-known-good time and use ledger; keep `pass_uses` (the totals the decision
         engine reads) in step with the ledger; start housekeeping until `stopping` is set."""
-        keys, version, lkg, counts, revoked = await asyncio.to_thread(self._load)
+        keys, version, lkg, rows, legacy, revoked = await asyncio.to_thread(self._load)
         self.trust.load(keys, version)
         self.revoked = revoked
         self.clock_guard.last_known_good = self._persisted_lkg = lkg
-        self.ledger = UseLedger(self.gateway_id, pass_uses, counts)
+        self._access_list = access_list
+        await self._load_ledger(pass_uses, rows, legacy)
         if self._signer is not None:
             self.trust.add_local(self._signer.trusted_key())
             self.walk_in = WalkInDesk(
@@ -158,6 +167,9 @@ class PassRuntime:
             request = AccessRequest(reader_id, CredentialKind.PASS, err.pass_id or fingerprint(token), now)
             return refuse(request, self.site, REASONS[err.reason], err.pass_id)
         claims = verified.claims
+        self._verified = (claims.pass_id, claims.expires)
+        if self.ledger.learn_expiry(claims.pass_id, claims.expires):  # counts known only from peers so far
+            self._mark(LEDGER)
         request = AccessRequest(reader_id, CredentialKind.PASS, claims.pass_id, now)
         if claims.pass_id in self.revoked:  # pass_revoked is the engine's first check too
             return refuse(request, self.site, Reason.PASS_REVOKED, claims.pass_id)
@@ -165,19 +177,26 @@ class PassRuntime:
 
     def note_use(self, decision: Decision) -> None:
         """After a granted pass decision: count it in the ledger and tell the site (PassUseEvent)."""
-        if decision.pass_id is None:
+        pass_id = decision.pass_id
+        if pass_id is None:
             return
-        report = self.ledger.record_local(decision.pass_id, decision.at)
+        expires: datetime | None = None
+        if self._verified is not None and self._verified[0] == pass_id:  # a token: its signed expiry
+            expires = self._verified[1]
+        elif self._access_list is not None and (held := self._access_list().passes.get(pass_id)) is not None:
+            expires = held.valid_until  # presented by id: the access list's window
+        seen = self.clock_guard.last_known_good
+        report = self.ledger.record_local(pass_id, decision.at, expires=expires, seen=seen)
         self.bus.publish(PassUseEvent(at=decision.at, report=report))
-        self._mark(LEDGER_KEY)
+        self._mark(LEDGER)
 
     # --- what the cloud link feeds in -------------------------------------------------------------------------
 
     def merge_use(self, report: UseReport) -> bool:
         """A use report from a gateway of the site (or our own echo); idempotent. True if a total changed."""
-        changed = self.ledger.merge(report)
+        changed = self.ledger.merge(report, seen=self.clock_guard.last_known_good)
         if changed:
-            self._mark(LEDGER_KEY)
+            self._mark(LEDGER)
         return changed
 
     def observe_trusted_time(self, t: datetime, mono: float, source: str) -> None:
@@ -224,6 +243,13 @@ class PassRuntime:
         self._mark("trust")
         return merged
 
+    async def settled(self) -> None:
+        """Return once everything marked so far is written (tests, benches, a clean stop)."""
+        while self._flushing or self._dirty:
+            if not self._flushing:  # marked while no flush runs (a write failed before): start one
+                self._mark(next(iter(self._dirty)))
+            await asyncio.sleep(0.005)
+
     # --- internals -------------------------------------------------------------------------------------------
 
     def _re_add_local(self) -> None:
@@ -245,6 +271,22 @@ class PassRuntime:
             self.clock_guard.checkpoint(mono)
         self._mark_lkg()
         self._expire_revocations()
+        self._expire_uses()
+
+    def _expire_uses(self) -> None:
+        """Forget the counts of passes that can never be used again, judged by the last-known-good time, never
+        by the wall clock (UseLedger.expired has the argument). Passes the access list holds are kept: they
+        are presented by id, which the clock guard does not gate."""
+        lkg = self.clock_guard.last_known_good
+        if lkg is None:
+            return
+        held = self._access_list().passes.keys() if self._access_list is not None else ()
+        stale = self.ledger.expired(lkg, self.skew, held)
+        if stale:
+            self.ledger.forget(stale)
+            log.info("visitor passes: counts of %d expired passes forgotten", len(stale))
+        if self.ledger.has_changes:
+            self._mark(LEDGER)
 
     def _expire_revocations(self) -> None:
         """Forget revocations of passes that have expired by the trusted (last-known-good) time, never by the
@@ -277,15 +319,33 @@ class PassRuntime:
                 writes = [self._snapshot(what) for what in sorted(self._dirty)]  # taken on the loop
                 self._dirty.clear()
                 await asyncio.to_thread(self._write, writes)
+                self._ledger_in_flight = None
         except Exception:  # a task boundary: log it; the next change tries again
             log.exception("could not store visitor pass state")
+            if self._ledger_in_flight is not None:  # those rows are written again with the next flush
+                self.ledger.give_back(self._ledger_in_flight)
+                self._ledger_in_flight = None
+                self._dirty.add(LEDGER)
         finally:
             self._flushing = False
 
     def _snapshot(self, what: str) -> Write:
-        if what == LEDGER_KEY:
-            ledger = self.ledger.to_state()
-            return lambda db: put_state(db, LEDGER_KEY, ledger)
+        if what == LEDGER:
+            changes = self._ledger_in_flight = self.ledger.take_changes()
+            lkg_text: str | None = None
+            if (
+                changes.forgotten
+            ):  # judged by this LKG: stored with it, so a restart never loads an earlier one
+                lkg = self.clock_guard.last_known_good
+                assert lkg is not None
+                lkg_text, self._persisted_lkg = dt_to_text(lkg), lkg
+
+            def save_uses(db: sqlite_utils.Database) -> None:
+                self.rows_written += save_use_rows(db, changes.rows, changes.forgotten)
+                if lkg_text is not None:
+                    put_state(db, LKG_KEY, lkg_text)
+
+            return save_uses
         if what == LKG_KEY:
             lkg = self.clock_guard.last_known_good
             assert lkg is not None
@@ -313,15 +373,51 @@ class PassRuntime:
         finally:
             db.close()
 
+    async def _load_ledger(
+        self,
+        totals: dict[str, int],
+        rows: list[Row],
+        legacy: tuple[dict[str, dict[str, int]], dict[str, int]] | None,
+    ) -> None:
+        """The ledger from its rows; a JSON ledger stored before migration 9 is merged in and moved to rows
+        (its keys deleted in the same transaction). `totals` is the engine's dict, filled from the ledger."""
+        if (
+            legacy is not None
+        ):  # the old totals: uses beyond the ledger's sum are this gateway's (constructor)
+            for pass_id, total in legacy[1].items():
+                totals[pass_id] = max(totals.get(pass_id, 0), total)
+        self.ledger = UseLedger.from_rows(self.gateway_id, totals, rows, legacy[0] if legacy else None)
+        if legacy is None:
+            return
+        self.ledger.take_changes()  # all of it is written now
+        moved = self.ledger.rows()
+        await asyncio.to_thread(self._move_legacy, moved)
+        log.info(
+            "visitor passes: %d use counts moved from the JSON state to table pass_use_counts", len(moved)
+        )
+
+    def _move_legacy(self, rows: list[Row]) -> None:
+        db = open_db(self.db_path, synchronous=self.config.store.synchronous)
+        try:
+            self.rows_written += move_legacy(db, rows)
+        finally:
+            db.close()
+
     def _load(
         self,
-    ) -> tuple[list[TrustedKey], int, datetime | None, dict[str, dict[str, int]], dict[str, datetime]]:
+    ) -> tuple[
+        list[TrustedKey],
+        int,
+        datetime | None,
+        list[Row],
+        tuple[dict[str, dict[str, int]], dict[str, int]] | None,
+        dict[str, datetime],
+    ]:
         db = open_db(self.db_path, synchronous=self.config.store.synchronous)
         try:
             keys, version = load_trusted_keys(db)
             lkg_text = get_state(db, LKG_KEY)
             lkg = text_to_dt(lkg_text) if isinstance(lkg_text, str) else None
-            counts = UseLedger.from_state(get_state(db, LEDGER_KEY, {}))
-            return keys, version, lkg, counts, load_revocations(db)
+            return keys, version, lkg, load_use_rows(db), load_legacy(db), load_revocations(db)
         finally:
             db.close()

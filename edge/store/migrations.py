@@ -141,6 +141,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE console_accounts ADD COLUMN disabled_at TEXT",
         ),
     ),
+    Migration(
+        9,
+        "visitor pass use counts as rows",
+        (
+            # One row per (pass, gateway) (edge.store.use_store), replacing the JSON state keys
+            # pass_use_ledger and pass_uses (moved here by the pass runtime on its first start). Times are
+            # Unix seconds: seen_at, when this gateway last learnt of a use; expires, the pass's expiry
+            # (NULL: not known here). Rows are deleted once the pass can never be used again.
+            "CREATE TABLE pass_use_counts (pass_id TEXT NOT NULL, gateway_id TEXT NOT NULL,"
+            " count INTEGER NOT NULL, seen_at INTEGER, expires INTEGER,"
+            " PRIMARY KEY (pass_id, gateway_id)) WITHOUT ROWID",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -60,7 +60,7 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 
 
 def test_fresh_database_reaches_the_latest_schema(db: sqlite_utils.Database, db_path: Path) -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS) == 8
+    assert SCHEMA_VERSION == len(MIGRATIONS) == 9
     assert _user_version(db_path) == SCHEMA_VERSION
     tables = set(db.table_names())
     assert {
@@ -76,6 +76,7 @@ def test_fresh_database_reaches_the_latest_schema(db: sqlite_utils.Database, db_
         "state",
         "events",
         "event_prunes",
+        "pass_use_counts",
     } <= tables
 
 
