@@ -765,6 +765,19 @@ class QrCameraReader(ReaderBase):
         default=None,
         description="Credential name of the camera's password, put into the URL's user part at start-up.",
     )
+    spool: bool = Field(
+        default=False,
+        description=(
+            "The source is a folder that images are dropped into (a camera uploading snapshots): each is read "
+            "once and deleted, and the reader keeps watching it."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _spool_is_a_folder(self) -> Self:
+        if self.spool and (not isinstance(self.source, str) or "://" in self.source or self.source.isdigit()):
+            raise ValueError("spool = true needs a folder as the source")
+        return self
 
     @model_validator(mode="after")
     def _password_needs_url(self) -> Self:

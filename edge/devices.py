@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -259,7 +260,13 @@ def build_devices(config: GatewayConfig) -> Devices:
                     )
                 from drivers.qr.camera import QrCameraReader as CameraDriver
 
-                devices.readers[r.id] = CameraDriver(r.id, camera_source(r), max_fps=r.fps)
+                if r.spool:
+                    from drivers.qr.camera import SpoolFolderSource
+
+                    spool = partial(SpoolFolderSource, Path(str(r.source)))
+                    devices.readers[r.id] = CameraDriver(r.id, spool, max_fps=r.fps)
+                else:
+                    devices.readers[r.id] = CameraDriver(r.id, camera_source(r), max_fps=r.fps)
             case LineScannerReader():
                 from drivers.qr.line_scanner import LineScannerReader as WedgeDriver
 

@@ -161,3 +161,19 @@ def test_a_camera_without_opencv_is_a_config_error(tmp_path: Path, monkeypatch: 
     with pytest.raises(ConfigError, match=r"readers\[0\]: type 'qr-camera' needs OpenCV"):
         build_devices(load(tmp_path, CAMERA.format(source="0")))
     build_devices(load(tmp_path, SERIAL + WEDGE))  # the scanners do not need it
+
+
+def test_a_spool_folder_camera(tmp_path: Path) -> None:
+    spool = tmp_path / "snapshots"
+    spool.mkdir()
+    cfg = load(tmp_path, CAMERA.format(source=f'"{spool}"') + "spool = true\n")
+    camera_cfg = cfg.readers[0]
+    assert isinstance(camera_cfg, config.QrCameraReader) and camera_cfg.spool is True
+    camera = build_devices(cfg).readers["gate-cam"]
+    assert isinstance(camera, QrCameraReader)
+    assert problems(tmp_path, CAMERA.format(source='"rtsp://cam@10.0.0.5/live"') + "spool = true\n") == [
+        "readers[0]: spool = true needs a folder as the source"
+    ]
+    assert problems(tmp_path, CAMERA.format(source="0") + "spool = true\n") == [
+        "readers[0]: spool = true needs a folder as the source"
+    ]

@@ -1,6 +1,7 @@
 """Checking a pass with the gate camera (POST /api/passes/check-camera, GET /api/passes/cameras): a real
 QrCameraReader on a spool folder that the test drops real QR images of real signed passes into, inside a
-running demo gateway. The check uses nothing; the camera presents the next code at its door as before."""
+running demo gateway (its main gate entry reader configured as type "qr-camera" with spool = true). The check
+uses nothing; the camera presents the next code at its door as before."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import cv2
 import httpx
 import pytest
 
-from drivers.qr.camera import QrCameraReader, SpoolFolderSource
+from drivers.qr.camera import QrCameraReader
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.qr import qr_frame
+from edge import config
 from edge.clock import ManualClock
 from edge.demo_data import demo_access_list
 from edge.devices import build_devices
@@ -53,12 +55,15 @@ def spool(tmp_path: Path) -> Path:
 async def gateway(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock, cloud: PassSigner, spool: Path
 ) -> AsyncIterator[Gateway]:
-    with_camera = getattr(request, "param", True)
     cfg = demo_config(tmp_path)
-    devices = build_devices(cfg)
-    if with_camera:
-        devices.readers[CAMERA] = QrCameraReader(CAMERA, lambda: SpoolFolderSource(spool))
-    gw = Gateway(cfg, devices, clock=clock)
+    if getattr(request, "param", True):  # the main gate's entry reader is a QR camera on a spool folder
+        camera = config.QrCameraReader.model_validate(
+            {"type": "qr-camera", "id": CAMERA, "door": "main-gate", "area": "compound"}
+            | {"source": str(spool), "spool": True}
+        )
+        readers = [camera if r.id == CAMERA else r for r in cfg.readers]
+        cfg = cfg.model_copy(update={"readers": readers})
+    gw = Gateway(cfg, build_devices(cfg), clock=clock)
     gw.passes.ntp_probe = lambda: True  # the clock is trusted
     await gw.start()
     await gw.replace_access_list(demo_access_list(1, NOW, "side-door", list(gw.site.doors)))
