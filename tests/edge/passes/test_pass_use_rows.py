@@ -210,3 +210,25 @@ async def test_counts_known_only_from_peers(
         assert gw.passes.ledger.total("V-PEER") == 0 and stored_rows(gw) == {}
     finally:
         await gw.stop()
+
+
+async def test_a_use_whose_write_failed_is_written_with_the_next_flush(
+    tmp_path: Path, cloud: PassSigner, make_claims: MakeClaims, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(NOW)
+    gw = await started(tmp_path, clock, cloud)
+    try:
+        real = gw.passes.db_path
+        gw.passes.db_path = tmp_path / "gone" / "menwei.db"  # the card went away for a moment
+        assert scan(gw, cloud.issue(make_claims(max_uses=1))) == "granted"
+        for _ in range(3000):
+            if "could not store visitor pass state" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        assert "could not store visitor pass state" in caplog.text
+        assert stored_rows(gw) == {}
+        gw.passes.db_path = real
+        await settled(gw)
+        assert stored_rows(gw) == {("V-7K2M9QXD4R", GW): 1}
+    finally:
+        await gw.stop()
