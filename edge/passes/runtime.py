@@ -389,6 +389,9 @@ class PassRuntime:
         self.ledger = UseLedger.from_rows(self.gateway_id, totals, rows, legacy[0] if legacy else None)
         if legacy is None:
             return
+        lkg = self.clock_guard.last_known_good
+        if lkg is not None:  # stamp the last-seen time now (start's first tick forgets), not in a 2nd write
+            self.ledger.expired(lkg, self.skew)
         self.ledger.take_changes()  # all of it is written now
         moved = self.ledger.rows()
         await asyncio.to_thread(self._move_legacy, moved)

@@ -21,6 +21,7 @@ from edge.gateway import Gateway
 from edge.model import CredentialKind
 from edge.passes.issue import PassSigner
 from edge.passes.uses import KEEP_UNKNOWN, UseReport
+from edge.store.codec import dt_to_text
 from edge.store.migrations import migrate
 from edge.store.state import get_state, put_state
 
@@ -113,6 +114,7 @@ async def test_old_json_state_moves_to_rows(
     assert migrate(db, target=8) == 8
     put_state(db, "pass_use_ledger", {"V-7K2M9QXD4R": {"gw-north": 1}, "V-JUNK": {"gw-x": "?"}})
     put_state(db, "pass_uses", {"V-7K2M9QXD4R": 2, "V-OLD": 1})  # V-OLD: counted before the ledger existed
+    put_state(db, "pass_clock_lkg", dt_to_text(NOW - timedelta(hours=1)))
     db.close()
     clock = ManualClock(NOW)
     gw = await started(tmp_path, clock, cloud)
@@ -122,6 +124,8 @@ async def test_old_json_state_moves_to_rows(
         assert stored_rows(gw) == {("V-7K2M9QXD4R", "gw-north"): 1, ("V-7K2M9QXD4R", GW): 1, ("V-OLD", GW): 1}
         with sqlite_utils.Database(gw.db_path) as check:
             assert get_state(check, "pass_use_ledger") is None and get_state(check, "pass_uses") is None
+            seen = {s for (s,) in check.conn.execute("SELECT seen_at FROM pass_use_counts")}
+        assert seen == {int((NOW - timedelta(hours=1)).timestamp())}  # the 400 days count from the stored LKG
         assert scan(gw, cloud.issue(make_claims(max_uses=2))) == "pass_used_up"
     finally:
         await gw.stop()
