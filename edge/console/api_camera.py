@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
@@ -103,7 +104,7 @@ async def check_with_camera(
         console.audit(ACTION, by, False, str(err), door)
         raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
     try:
-        read = await _wait(captured, request, body.timeout_s)
+        read = await _wait(captured, request, console.closing, body.timeout_s)
     except ClientGoneError:  # the guard cancelled or closed the page: nobody reads this answer
         console.audit(ACTION, by, False, f"camera {rid}: cancelled", door)
         raise HTTPException(CLIENT_CLOSED, "cancelled") from None
@@ -135,12 +136,13 @@ async def check_with_camera(
 
 
 async def _wait(
-    captured: asyncio.Future[CredentialRead], request: Request, seconds: float
+    captured: asyncio.Future[CredentialRead], request: Request, closing: asyncio.Event, seconds: float
 ) -> CredentialRead | CaptureError | None:
-    """The captured read; None on timeout; the error if the reader stopped; ClientGoneError if the client went
-    away. The capture is cancelled whenever the wait does not end with its read."""
+    """The captured read; None on timeout; an error if the reader or the console stopped; ClientGoneError if
+    the client went away. The capture is cancelled whenever the wait does not end with its read."""
     gone: asyncio.Future[None] = asyncio.ensure_future(_disconnected(request))
-    waiting: set[asyncio.Future[CredentialRead] | asyncio.Future[None]] = {captured, gone}
+    stopping: asyncio.Future[Literal[True]] = asyncio.ensure_future(closing.wait())
+    waiting: set[asyncio.Future[Any]] = {captured, gone, stopping}
     try:
         done, _ = await asyncio.wait(waiting, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         if captured in done:
@@ -148,9 +150,12 @@ async def _wait(
             return captured.result() if error is None else CaptureError(str(error))
         if gone in done:
             raise ClientGoneError
+        if stopping in done:
+            return CaptureError("the console is stopping")
         return None
     finally:
         captured.cancel()  # no-op once it has its read
-        gone.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await gone
+        for task in (gone, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

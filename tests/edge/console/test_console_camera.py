@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from drivers.qr.camera import QrCameraReader
 from drivers.sim.door_controller import SimulatedDoorController
@@ -259,6 +260,18 @@ async def test_an_offline_camera_is_503(guard: httpx.AsyncClient, gateway: Gatew
     await camera.stop()  # the camera went away
     response = await guard.post("/api/passes/check-camera", json={})
     assert response.status_code == 503 and response.json() == {"detail": f"the camera {CAMERA} is offline"}
+
+
+async def test_a_console_that_stops_ends_a_waiting_check(
+    app: FastAPI, guard: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    async def stop_console() -> None:
+        await until(lambda: camera_of(gateway).capturing)
+        app.state.console.closing.set()  # what ConsoleServer.stop() does first
+
+    response, _ = await asyncio.gather(guard.post("/api/passes/check-camera", json={}), stop_console())
+    assert response.status_code == 503 and response.json() == {"detail": "the console is stopping"}
+    assert camera_of(gateway).capturing is False
 
 
 async def test_login_and_csrf_are_required(
