@@ -290,11 +290,15 @@ class PassRuntime:
 
     def _expire_revocations(self) -> None:
         """Forget revocations of passes that have expired by the trusted (last-known-good) time, never by the
-        wall clock alone: a clock set forward must not bring revoked passes back."""
+        wall clock alone: a clock set forward must not bring revoked passes back. The margin is two skews, as
+        for use counts (UseLedger.expired): a pass verifies until its expiry plus one skew, and the clock guard
+        still trusts a wall clock set back by up to one skew from the last-known-good time, so with one skew a
+        clock set back a little would make a revoked pass good again."""
         lkg = self.clock_guard.last_known_good
         if lkg is None:
             return
-        stale = [pass_id for pass_id, until in self.revoked.items() if until + self.skew < lkg]
+        margin = 2 * self.skew
+        stale = [pass_id for pass_id, until in self.revoked.items() if until + margin <= lkg]
         if stale:
             for pass_id in stale:
                 del self.revoked[pass_id]
@@ -355,10 +359,14 @@ class PassRuntime:
             forgotten, cutoff = sorted(self._forgotten), self.clock_guard.last_known_good
             self._forgotten.clear()
             assert cutoff is not None
-            before = cutoff - self.skew
+            # forget_after < before, i.e. valid_until + 2 skews <= LKG, like the check above. Judged by this
+            # LKG, so it is stored with the deletion: a restart never loads an earlier one.
+            before = cutoff - 2 * self.skew + timedelta(seconds=1)
+            cutoff_text, self._persisted_lkg = dt_to_text(cutoff), cutoff
 
             def forget(db: sqlite_utils.Database) -> None:
                 forget_revocations(db, forgotten, before)
+                put_state(db, LKG_KEY, cutoff_text)
 
             return forget
         keys, version = self.trust.keys(), self.trust.version

@@ -17,10 +17,13 @@ from edge.config import load_config
 from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.model import CredentialKind
+from edge.passes.clock_guard import STATE_KEY as LKG_KEY
 from edge.passes.issue import PassSigner
 from edge.passes.uses import UseLedger, UseReport
+from edge.store.codec import text_to_dt
 from edge.store.db import open_db
 from edge.store.revocation_store import put_revocations
+from edge.store.state import get_state
 
 from .conftest import NOW, MakeClaims
 
@@ -123,6 +126,35 @@ async def test_revocation_list_refuses_persists_and_is_forgotten_by_trusted_time
         await settle(gw)
         with sqlite3.connect(gw.db_path) as conn:
             assert conn.execute("SELECT count(*) FROM pass_revocations").fetchone() == (0,)
+    finally:
+        await gw.stop()
+
+
+async def test_a_revocation_is_kept_two_skews_past_the_pass_expiry(tmp_path: Path) -> None:
+    # A pass verifies until its expiry plus one skew, and the clock guard trusts a wall clock set back by up
+    # to one skew from the last-known-good time: forgetting after one skew would let a clock set back a
+    # little make the revoked pass good again.
+    clock = ManualClock(NOW)
+    gw = await started(tmp_path, clock, ntp=True)
+    try:
+        skew = gw.passes.skew
+        until = NOW + timedelta(hours=1)
+        gw.passes.revoke({"V-7K2M9QXD4R": until})
+        clock.set(until + 2 * skew - timedelta(seconds=1))
+        gw.passes.observe_trusted_time(clock.now(), clock.monotonic(), "test")
+        gw.passes._tick()
+        assert "V-7K2M9QXD4R" in gw.passes.revoked
+        clock.set(until + 2 * skew)
+        gw.passes.observe_trusted_time(clock.now(), clock.monotonic(), "test")
+        gw.passes._tick()
+        assert gw.passes.revoked == {}
+        await settle(gw)
+        db = open_db(gw.db_path)
+        try:  # the last-known-good time that judged it is stored with the deletion
+            assert text_to_dt(get_state(db, LKG_KEY)) >= until + 2 * skew
+            assert db.conn.execute("SELECT count(*) FROM pass_revocations").fetchone() == (0,)
+        finally:
+            db.close()
     finally:
         await gw.stop()
 
