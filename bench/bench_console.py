@@ -17,7 +17,7 @@ latency without and with load and their ratio, the console's latency per endpoin
 inside the app, and the live feed's lag.
 
     .venv/bin/python bench/bench_console.py [--quick] [--clients 50] [--streams 5] [--seconds 40]
-        [--windows 4] [--think 0] [--nodelay] [--rate 50] [--people 100000]
+        [--windows 4] [--think 0] [--rate 50] [--people 100000] [--switch-interval SECONDS]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import importlib.util
 import itertools
 import json
 import multiprocessing
@@ -52,7 +53,6 @@ from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
 from edge.config import ConsoleSection, load_config
 from edge.console import ConsoleSettings, create_app
-from edge.console import server as console_server
 from edge.console.accounts import AccountStore, Role
 from edge.console.server import ConsoleServer
 from edge.devices import build_devices
@@ -166,21 +166,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def bind_with_nodelay() -> None:
-    """--nodelay: ConsoleServer's listening socket, as `menwei run` binds it, gets TCP_NODELAY (accepted
-    connections inherit it). asyncio sets it only on sockets created with proto IPPROTO_TCP, and
-    socket.create_server's have proto 0: without it a response written in two parts (headers, body) waits
-    for the client's delayed ACK, about 40 ms per request on a kept-alive connection."""
-    plain = console_server._bind
-
-    def bind(address: str, port: int) -> socket.socket:
-        sock = plain(address, port)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    setattr(console_server, "_bind", bind)  # noqa: B010 - a module function, replaced for this run
 
 
 def create_accounts(db_path: Path) -> None:
@@ -349,8 +334,6 @@ async def run(args: argparse.Namespace) -> Results:
             controller.max_history = 10**9  # keep every write: reads and pulses are matched in order
 
             # Served as `menwei run` serves it (ConsoleServer: uvicorn on this loop), on plain HTTP on loopback.
-            if args.nodelay:
-                bind_with_nodelay()
             server_samples: dict[str, list[float]] = defaultdict(list)
 
             def timed_app(gateway: Gateway, settings: ConsoleSettings) -> FastAPI:
@@ -537,15 +520,21 @@ def main() -> None:
     ap.add_argument(
         "--think", type=float, default=0.0, help="seconds between one client's requests (default 0: flat out)"
     )
-    ap.add_argument(
-        "--nodelay", action="store_true", help="set TCP_NODELAY on the console's listening socket first"
-    )
     ap.add_argument("--rate", type=float, default=50.0, help="card reads per second")
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval in the gateway process (how long a thread may keep the GIL while another "
+        f"waits for it; default {sys.getswitchinterval():g} s)",
+    )
     ap.add_argument("--people", type=int, default=None, help="size of the access list (default 100,000)")
     args = ap.parse_args()
     args.seconds = args.seconds or (10.0 if args.quick else 40.0)
     args.windows = args.windows or (2 if args.quick else 4)
     args.people = args.people or (10_000 if args.quick else 100_000)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     load = os.getloadavg()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load[0]:.2f} at start; "
@@ -557,8 +546,9 @@ def main() -> None:
     print(
         f"load: {args.clients} clients looping over read-only endpoints "
         f"({f'{args.think:g} s' if args.think else 'no'} think time), "
-        f"{args.streams} holding {STREAM_PATH}; in a separate process"
-        + ("; TCP_NODELAY set by the benchmark (--nodelay)" if args.nodelay else "")
+        f"{args.streams} holding {STREAM_PATH}; in a separate process; uvicorn's HTTP parser: "
+        + ("httptools" if importlib.util.find_spec("httptools") else "h11 (pure Python)")
+        + f"; GIL switch interval {sys.getswitchinterval() * 1e3:g} ms"
     )
     report(args, asyncio.run(run(args)))
 

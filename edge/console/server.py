@@ -142,6 +142,9 @@ class ConsoleServer:
                 server_header=False,
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
                 ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
+                # http "auto": httptools (the console extra), else h11. The C parser costs the doors' loop a
+                # quarter less CPU per request (bench/bench_console.py). No limit_concurrency: uvicorn counts
+                # open connections (kept-alive tabs, live feeds) against it and answers 503, even to logins.
             )
             config.load()
             self._server = EmbeddedServer(config)
