@@ -199,15 +199,11 @@ class SecretsSection(Section):
     )
 
 
-class MqttSection(Section):
-    """[mqtt]: the link to the property's cloud (docs/contract.md). Absent: the gateway runs offline only."""
+class BrokerSection(Section):
+    """How to reach an MQTT broker: the keys [mqtt] and [homeassistant] share."""
 
     host: Text = Field(default="127.0.0.1", description="Broker host name or address.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
-    client_id: Text | None = Field(
-        default=None,
-        description="MQTT client id; default 'menwei-<site>-<gateway>'. Must be unique per broker.",
-    )
     username: Text | None = Field(default=None, description="Username, if the broker wants one.")
     password_credential: CredentialName | None = Field(
         default=None, description="Credential name holding the password (never the password itself)."
@@ -221,6 +217,15 @@ class MqttSection(Section):
     tls_key_credential: CredentialName | None = Field(
         default=None,
         description="Credential name of the client's private key (PEM), read from $CREDENTIALS_DIRECTORY.",
+    )
+
+
+class MqttSection(BrokerSection):
+    """[mqtt]: the link to the property's cloud (docs/contract.md). Absent: the gateway runs offline only."""
+
+    client_id: Text | None = Field(
+        default=None,
+        description="MQTT client id; default 'menwei-<site>-<gateway>'. Must be unique per broker.",
     )
     keepalive_seconds: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive.")
     session_expiry_seconds: int = Field(
@@ -269,40 +274,16 @@ def _topic_prefix(value: str) -> str:
 TopicPrefix = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_topic_prefix)]
 
 # The [homeassistant] keys that say how to reach a broker; with use_cloud_broker they come from [mqtt].
-HA_BROKER_KEYS = (
-    "host",
-    "port",
-    "username",
-    "password_credential",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_credential",
-)
+HA_BROKER_KEYS = tuple(BrokerSection.model_fields)
 
 
-class HomeAssistantSection(Section):
+class HomeAssistantSection(BrokerSection):
     """[homeassistant]: MQTT discovery for a site's Home Assistant (cloud-sync/homeassistant.py). Off by default."""
 
     enabled: bool = Field(default=False, description="Publish the doors to Home Assistant.")
     use_cloud_broker: bool = Field(
         default=False,
         description="Reach the broker of [mqtt] with its connection settings (a separate MQTT client).",
-    )
-    host: Text = Field(default="127.0.0.1", description="Home Assistant's broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
-    username: Text | None = Field(default=None, description="Username, if the broker wants one.")
-    password_credential: CredentialName | None = Field(
-        default=None, description="Credential name holding the password (never the password itself)."
-    )
-    tls_ca_file: LaxPath | None = Field(
-        default=None, description="CA certificate (PEM) that signed the broker's certificate; enables TLS."
-    )
-    tls_cert_file: LaxPath | None = Field(
-        default=None, description="Client certificate (PEM) for mutual TLS; needs tls_key_credential."
-    )
-    tls_key_credential: CredentialName | None = Field(
-        default=None,
-        description="Credential name of the client's private key (PEM), read from $CREDENTIALS_DIRECTORY.",
     )
     client_id: Text | None = Field(
         default=None, description="MQTT client id; default 'menwei-ha-<site>-<gateway>'. Unique per broker."
