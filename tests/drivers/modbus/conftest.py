@@ -3,7 +3,6 @@ line, and a check that no test leaves a thread or an asyncio task behind."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import threading
@@ -13,24 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.drivers.leaks import fail_on_leaks
+
 
 @pytest.fixture(autouse=True)
 async def no_leaks() -> AsyncIterator[None]:
     threads = set(threading.enumerate())
     yield
-    current = asyncio.current_task()
-    for _ in range(50):  # closing transports takes a few loop turns
-        tasks = {t for t in asyncio.all_tasks() if t is not current and not t.done()}
-        # The loop's default executor keeps its workers ("asyncio_N") until the loop closes: not a leak.
-        extra = [
-            t
-            for t in threading.enumerate()
-            if t not in threads and t.is_alive() and not t.name.startswith("asyncio_")
-        ]
-        if not tasks and not extra:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"leaked tasks {tasks} / threads {extra}")
+    await fail_on_leaks(threads)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ one process, and a check that no test leaves a thread (libosdp's cp/pd threads) 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import tty
@@ -12,23 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 import osdp  # noqa: F401 (scripts/setup installs it; a missing one must fail)
 import pytest
 
+from tests.drivers.leaks import fail_on_leaks
+
 
 @pytest.fixture(autouse=True)
 async def no_leaks() -> AsyncIterator[None]:
     threads = set(threading.enumerate())
     yield
-    current = asyncio.current_task()
-    for _ in range(100):
-        tasks = {t for t in asyncio.all_tasks() if t is not current and not t.done()}
-        extra = [
-            t
-            for t in threading.enumerate()
-            if t not in threads and t.is_alive() and not t.name.startswith("asyncio_")
-        ]
-        if not tasks and not extra:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"leaked tasks {tasks} / threads {extra}")
+    await fail_on_leaks(threads, turns=100)
 
 
 @pytest.fixture
