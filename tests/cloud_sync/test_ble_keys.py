@@ -35,10 +35,10 @@ from tests.cloud_sync.test_downlink import (
     SITE,
     TOPICS,
     acl_version,
-    demo_config,
     drain,
     eventually,
 )
+from tests.demo_site import demo_config
 
 if TYPE_CHECKING:
     from cloud_sync.broker import LocalBroker

@@ -46,7 +46,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.sim.door_controller import SimulatedDoorController
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import MqttSection
 from edge.decision import AccessRequest, Reason, evaluate
 from edge.demo_data import LI_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
@@ -54,6 +54,7 @@ from edge.gateway import Gateway
 from edge.model import AccessList, Credential, CredentialKind, Person, Status
 from edge.store.access_store import load_access_list
 from edge.store.db import open_db
+from tests.demo_site import demo_config
 
 if TYPE_CHECKING:
     from cloud_sync.broker import LocalBroker
@@ -68,11 +69,6 @@ NEW_CARD = "77777"
 
 
 # --- the rig -------------------------------------------------------------------------------------------------
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:

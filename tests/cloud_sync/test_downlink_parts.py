@@ -38,7 +38,7 @@ from cloud_sync.topics import Topics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import MqttSection
 from edge.demo_data import demo_access_list
 from edge.devices import build_devices
 from edge.errors import AccessListError
@@ -58,6 +58,7 @@ from edge.model import (
 from edge.store.access_store import load_access_list, save_access_list, set_version
 from edge.store.db import open_db, transaction
 from edge.store.state import put_state
+from tests.demo_site import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics("lotus-garden", "gw-demo")
@@ -371,11 +372,6 @@ class FakePublisher:
 
     def on(self, topic: str) -> list[bytes]:
         return [p for t, p, _ in self.sent if t == topic]
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 @pytest.fixture

@@ -19,22 +19,18 @@ from cloud_sync.sync import CloudSync
 from cloud_sync.topics import Topics
 
 from drivers.reader import CredentialRead
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import MqttSection
 from edge.demo_data import ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.model import CredentialKind
+from tests.demo_site import demo_config
 
 if TYPE_CHECKING:
     from tests.cloud_sync.conftest import ProbeFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics("lotus-garden", "gw-demo")
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 15.0, what: str = "condition") -> None:

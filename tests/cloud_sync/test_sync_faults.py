@@ -29,13 +29,14 @@ from cloud_sync.sync import CloudSync
 from cloud_sync.topics import Topics
 
 from drivers.reader import CredentialRead
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import MqttSection
 from edge.demo_data import UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.errors import ConfigError
 from edge.gateway import Gateway
 from edge.model import CredentialKind
 from edge.store.audit import verify_chain
+from tests.demo_site import demo_config
 
 if TYPE_CHECKING:
     from cloud_sync.broker import LocalBroker
@@ -120,11 +121,6 @@ def wait(predicate: Callable[[], bool], within: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {within} s waiting for {what}")
         time.sleep(0.05)
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from cloud_sync.topics import Topics
 from cloud_sync.uploader import Uploader, encode_batch, enforce_cap, low_water, overflow_detail
 
 from drivers.sim.reader import SimulatedReader
-from edge.config import GatewayConfig, MqttSection, load_config
+from edge.config import MqttSection
 from edge.demo_data import UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
 from edge.events import AlarmKind
@@ -31,6 +31,7 @@ from edge.model import CredentialKind
 from edge.store.audit import verify_chain
 from edge.store.codec import canonical_json
 from edge.store.event_log import EventLog, chain_hash
+from tests.demo_site import demo_config
 
 if TYPE_CHECKING:
     from cloud_sync.broker import LocalBroker
@@ -91,11 +92,6 @@ class FakePublisher:
 
     def seqs(self, index: int) -> list[int]:
         return [e.seq for e in EventBatch.model_validate_json(self.sent[index][2]).events]
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 @pytest.fixture

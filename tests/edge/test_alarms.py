@@ -10,17 +10,12 @@ from pathlib import Path
 from drivers.sim.door_controller import SimulatedDoorController
 from edge.alarms import Alarm, AlarmStore
 from edge.clock import ManualClock
-from edge.config import GatewayConfig, load_config
 from edge.devices import build_devices
 from edge.events import AlarmEvent, AlarmKind, DoorState
 from edge.gateway import Gateway
+from tests.demo_site import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 def controller(gw: Gateway) -> SimulatedDoorController:

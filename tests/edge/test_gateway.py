@@ -15,7 +15,6 @@ import pytest
 from drivers.reader import CredentialRead
 from drivers.sim.door_controller import SimulatedDoorController
 from drivers.sim.reader import SimulatedReader
-from edge.config import GatewayConfig, load_config
 from edge.decision import Reason
 from edge.demo_data import GUARD_CARD, LI_CARD, UNKNOWN_CARD, ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
@@ -24,13 +23,9 @@ from edge.gateway import Gateway
 from edge.model import Credential, CredentialKind, DoorMode
 from edge.pin import pin_digest
 from edge.store.audit import verify_chain
+from tests.demo_site import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 async def settle() -> None:

@@ -16,12 +16,12 @@ from edge.console import create_app
 from edge.demo_data import demo_access_list
 from edge.devices import build_devices
 from edge.gateway import Gateway
+from tests.demo_site import demo_config
 from tests.edge.console.console_helpers import (
     ADMIN_PASSWORD,
     GUARD_PASSWORD,
     SETTINGS,
     client_for,
-    demo_config,
     log_in,
     logged_setup_code,
 )

@@ -9,18 +9,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from edge.config import GatewayConfig, load_config
 from edge.console import ConsoleSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 ADMIN_PASSWORD = "correct horse battery"
 GUARD_PASSWORD = "guard-house-night-shift"
 SETTINGS = ConsoleSettings(max_failures=3, max_client_failures=6, lockout_seconds=600, session_seconds=3600)
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 def logged_setup_code(caplog: pytest.LogCaptureFixture) -> str | None:

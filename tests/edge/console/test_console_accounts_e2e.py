@@ -27,8 +27,9 @@ from edge.console.accounts import Role
 from edge.demo_data import demo_access_list
 from edge.devices import build_devices
 from edge.gateway import Gateway
+from tests.demo_site import demo_config
 from tests.edge.console.console_browser import chromium, new_page, served, shot
-from tests.edge.console.console_helpers import ADMIN_PASSWORD, GUARD_PASSWORD, demo_config
+from tests.edge.console.console_helpers import ADMIN_PASSWORD, GUARD_PASSWORD
 
 NEW_PASSWORD = "night-shift-new-passphrase"
 

@@ -27,12 +27,12 @@ from edge.devices import build_devices
 from edge.events import AlarmEvent, AlarmKind, DoorState
 from edge.gateway import Gateway
 from edge.model import AccessList, Credential, CredentialKind, Person
+from tests.demo_site import demo_config
 from tests.edge.console.console_helpers import (
     ADMIN_PASSWORD,
     GUARD_PASSWORD,
     SETTINGS,
     client_for,
-    demo_config,
     log_in,
     logged_setup_code,
 )

@@ -29,7 +29,7 @@ from edge.events import DecisionEvent, Event
 from edge.gateway import Gateway
 from edge.passes.claims import PassClaims
 from edge.passes.issue import PassSigner
-from tests.edge.console.console_helpers import demo_config
+from tests.demo_site import demo_config
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CAMERA = "main-gate-in"  # the demo's main gate entry reader, here a QR camera

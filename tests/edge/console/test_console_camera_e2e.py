@@ -27,8 +27,9 @@ from edge.devices import build_devices
 from edge.gateway import Gateway
 from edge.passes.claims import PassClaims
 from edge.passes.issue import PassSigner
+from tests.demo_site import demo_config
 from tests.edge.console.console_browser import chromium, new_page, served, shot
-from tests.edge.console.console_helpers import GUARD_PASSWORD, demo_config
+from tests.edge.console.console_helpers import GUARD_PASSWORD
 
 CAMERA = "main-gate-in"
 

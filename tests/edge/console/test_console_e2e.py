@@ -43,8 +43,9 @@ from edge.model import CredentialKind, DoorMode, PersonKind
 from edge.passes.claims import PassClaims
 from edge.passes.issue import PassSigner
 from edge.passes.token import encode_token
+from tests.demo_site import demo_config
 from tests.edge.console.console_browser import chromium, new_page, served, shot
-from tests.edge.console.console_helpers import ADMIN_PASSWORD, GUARD_PASSWORD, demo_config, logged_setup_code
+from tests.edge.console.console_helpers import ADMIN_PASSWORD, GUARD_PASSWORD, logged_setup_code
 
 WALKIN_KEY = bytes(range(32))  # the gateway's own Ed25519 key for walk-in passes
 

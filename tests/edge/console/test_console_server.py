@@ -36,7 +36,8 @@ from edge.demo_data import ZHANG_CARD
 from edge.errors import ConfigError
 from edge.gateway import Gateway
 from edge.model import CredentialKind
-from tests.edge.console.console_helpers import ADMIN_PASSWORD, ROOT, demo_config, logged_setup_code
+from tests.demo_site import demo_config
+from tests.edge.console.console_helpers import ADMIN_PASSWORD, ROOT, logged_setup_code
 
 LOOPBACK = ConsoleSection(address="127.0.0.1")
 

@@ -17,7 +17,6 @@ import pytest
 from drivers.reader import CredentialRead
 from drivers.sim.door_controller import SimulatedDoorController
 from edge.cli import main as cli_main
-from edge.config import GatewayConfig, load_config
 from edge.decision import Reason
 from edge.demo_data import ZHANG_CARD, demo_access_list
 from edge.devices import build_devices
@@ -28,6 +27,7 @@ from edge.store.audit import verify_chain
 from edge.store.backup import list_backups
 from edge.store.recovery import SEQ_JUMP, boot_check
 from edge.store.upkeep import backup_dir
+from tests.demo_site import demo_config
 
 ROOT = Path(__file__).resolve().parents[3]
 DOOR = "main-gate"
@@ -38,11 +38,6 @@ LOCKED = [False, True, False]  # relay levels of the demo's three doors when loc
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-
-
-def demo_config(data_dir: Path) -> GatewayConfig:
-    cfg = load_config(ROOT / "config" / "demo.toml")
-    return cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"data_dir": data_dir})})
 
 
 def garble_pages(path: Path, first_page: int = 2, pages: int = 6, page_size: int = 4096) -> None:
