@@ -29,6 +29,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ class DedupeStore:
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(busy_timeout)
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._transaction() as conn:
                 # One statement at a time: executescript() would COMMIT our BEGIN IMMEDIATE first.
@@ -177,6 +178,19 @@ class DedupeStore:
         except BaseException:
             self._conn.close()
             raise
+
+    def _use_wal(self, busy_timeout: float) -> None:
+        """Put the file in WAL mode (it stays so). Switching needs the file to itself, and SQLite answers
+        "database is locked" at once rather than through the busy timeout when another connection opens the
+        new file at the same moment (two consumers starting together): so retry until the timeout."""
+        deadline = time.monotonic() + busy_timeout
+        while self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def close(self) -> None:
         with self._lock:
